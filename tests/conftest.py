@@ -1,0 +1,22 @@
+import numpy as np
+import pytest
+
+
+def make_blobs(n_per_class=40, n_classes=4, n_features=12, separation=1.5, seed=0):
+    """Gaussian classes with shifted means: a small, overlapping, labelled feature set."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=separation, size=(n_classes, n_features))
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    features = centers[labels] + rng.normal(size=(len(labels), n_features))
+    return features, labels
+
+
+@pytest.fixture
+def blobs():
+    return make_blobs()
+
+
+@pytest.fixture
+def reference():
+    rng = np.random.default_rng(1)
+    return rng.normal(loc=0.3, scale=2.0, size=(200, 12))
