@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 ASSETS ?= $(if $(wildcard ../shared/assets/MANIFEST.tsv),../shared/assets,)
 export PEDLIB_ASSETS := $(ASSETS)
 
-.PHONY: help setup test bench lab
+.PHONY: help setup test bench lab reproduce
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 14
@@ -28,3 +28,8 @@ bench: setup  ## print wall time and peak memory of every metric, with and witho
 
 lab: setup  ## open JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
+
+reproduce: setup  ## run the study STUDY (default: pocket) end to end
+	@echo "make reproduce: the study pipeline (notebooks, params/$(STUDY).yaml) is not built yet;" >&2
+	@echo "the scoring core is usable now: see README 'Python API'." >&2
+	@exit 2
