@@ -19,6 +19,7 @@ its content.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import os
@@ -115,8 +116,6 @@ def default_cache() -> Path:
 
 def _download(asset: Asset, cache: Path, downloader: Callable | None) -> Path:
     url = asset.url
-    if url is None:
-        raise AssetError(f"asset {asset.name!r} has no download URL (source: {asset.source})")
     target = cache / asset.name
     tree = _GITHUB_TREE.match(url)
     if not asset.is_tree:
@@ -168,8 +167,6 @@ def resolve(name: str, *, mirror: str | os.PathLike | None = None, cache: str | 
     assets = manifest()
     key = name.rstrip("/")
     if key not in assets:
-        import difflib
-
         close = difflib.get_close_matches(key, assets, n=3, cutoff=0.4)
         raise AssetError(f"unknown asset {name!r}" + (f"; did you mean {close}?" if close else "")
                          + f" Known assets: {', '.join(sorted(assets))}")
@@ -182,7 +179,9 @@ def resolve(name: str, *, mirror: str | os.PathLike | None = None, cache: str | 
     if cached.exists():
         return _verified(asset, cached, "cache")
     problem = ""
-    if download:
+    if download and asset.url is None:
+        problem = " Its source is not a downloadable URL, so pedlib cannot fetch it."
+    elif download:
         try:
             return _download(asset, cache_dir, downloader)
         except AssetError:
@@ -193,5 +192,5 @@ def resolve(name: str, *, mirror: str | os.PathLike | None = None, cache: str | 
         f"asset {asset.name!r} ({asset.description[:80]}) is not available.{problem} Provide it either "
         f"(1) in a local mirror folder laid out as the manifest: set PEDLIB_ASSETS=/path/to/assets "
         f"(make: ASSETS=/path/to/assets) so that /path/to/assets/{asset.path} exists, or "
-        f"(2) by letting pedlib download it from {asset.source} into {cache_dir} "
+        f"(2) by placing or downloading it from {asset.source} into {cache_dir} "
         f"(needs network access; sha256 {asset.sha256}).")

@@ -45,8 +45,13 @@ def test_corrupt_mirror_file_is_reported_with_both_checksums(tmp_path):
 
 
 def test_missing_asset_names_both_ways_to_provide_it(tmp_path):
-    with pytest.raises(assets.AssetError, match="PEDLIB_ASSETS.*download it from https://"):
+    with pytest.raises(assets.AssetError, match="PEDLIB_ASSETS.*downloading it from https://"):
         assets.resolve("models/cifar10_resnet20.th", mirror=tmp_path, cache=tmp_path / "c", download=False)
+
+
+def test_asset_without_download_url_still_names_both_ways(tmp_path):
+    with pytest.raises(assets.AssetError, match="not a downloadable URL.*PEDLIB_ASSETS.*skimage"):
+        assets.resolve("data/lfw_subset.npy", mirror=tmp_path, cache=tmp_path / "c")
 
 
 def test_unknown_asset_lists_close_matches():

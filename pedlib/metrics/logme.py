@@ -21,21 +21,16 @@ def _spectrum(features: np.ndarray, codes: np.ndarray, n_classes: int):
     non-zero singular directions, working on the smaller of the two Gram matrices.
     """
     n, d = features.shape
+    # (d, d) or (n, n): numpy uses syrk for a matrix times its own transpose.
+    gram = features.T @ features if n >= d else features @ features.T
+    sigma, vectors = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
+    keep = sigma > max(sigma.max(), 0.0) * max(n, d) * np.finfo(float).eps
+    sigma, vectors = sigma[keep], vectors[:, keep]
     if n >= d:
-        gram = features.T @ features  # (d, d): numpy uses syrk for a matrix times its transpose
-        sigma, v = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
-        tolerance = max(sigma.max(), 0.0) * max(n, d) * np.finfo(float).eps
-        keep = sigma > tolerance
-        sigma, v = sigma[keep], v[:, keep]
-        # U^T Y = S^-1 V^T F^T Y, and F^T Y is the (d, C) matrix of class sums.
-        x = (v.T @ class_sums(features, codes, n_classes).T) / np.sqrt(sigma)[:, None]
+        # vectors are V: U^T Y = S^-1 V^T F^T Y, and F^T Y is the (d, C) matrix of class sums.
+        x = (vectors.T @ class_sums(features, codes, n_classes).T) / np.sqrt(sigma)[:, None]
     else:
-        gram = features @ features.T  # (n, n)
-        sigma, u = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
-        tolerance = max(sigma.max(), 0.0) * max(n, d) * np.finfo(float).eps
-        keep = sigma > tolerance
-        sigma, u = sigma[keep], u[:, keep]
-        x = class_sums(u, codes, n_classes).T  # U^T Y
+        x = class_sums(vectors, codes, n_classes).T  # vectors are U: U^T Y
     return sigma, x
 
 
