@@ -1,0 +1,82 @@
+"""Decoding image files and turning uint8 image batches into a model's input tensor."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["decode", "decode_many", "to_model_input"]
+
+log = logging.getLogger(__name__)
+
+# ITU-R 601-2 luma, the weights PIL uses for mode "L".
+_LUMA = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
+
+
+def decode(path: str | Path, size: int | None, channels: int = 3) -> np.ndarray:
+    """Read one image file as uint8 (H, W, channels).
+
+    Any mode (palette, RGBA, 16-bit, grayscale) is converted to RGB or L. With ``size``, the
+    shorter side is resized to ``size`` and the centre ``size x size`` crop kept.
+    """
+    with Image.open(path) as image:
+        image = image.convert("RGB" if channels == 3 else "L")
+        if size is not None:
+            w, h = image.size
+            scale = size / min(w, h)
+            image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                                 Image.Resampling.BILINEAR, reducing_gap=None)
+            w, h = image.size
+            left, top = (w - size) // 2, (h - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+        array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def decode_many(paths: Sequence[str | Path], size: int, channels: int = 3, *,
+                progress: bool = False, desc: str = "decode") -> tuple[np.ndarray, np.ndarray]:
+    """Decode files into one uint8 array (n, size, size, channels); unreadable files are skipped.
+
+    Returns
+    -------
+    images : ndarray of shape (n_readable, size, size, channels)
+    readable : ndarray of bool, shape (len(paths),)
+        False where a file could not be read (logged with its path).
+    """
+    from tqdm.auto import tqdm
+
+    out = np.empty((len(paths), size, size, channels), dtype=np.uint8)
+    readable = np.ones(len(paths), dtype=bool)
+    for i, path in enumerate(tqdm(paths, desc=desc, disable=not progress, leave=False)):
+        try:
+            out[i] = decode(path, size, channels)
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            log.warning("skipping unreadable image %s: %s", path, error)
+            readable[i] = False
+    return out[readable], readable
+
+
+def to_model_input(images: np.ndarray, size: int, channels: int) -> torch.Tensor:
+    """uint8 images (N, H, W, C) -> float32 tensor (N, channels, size, size) in 0..255.
+
+    Grayscale becomes 3-channel by repetition; colour becomes grayscale by ITU-R 601 luma.
+    Resizing is bilinear with antialiasing (a no-op when the size already matches).
+    """
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
+        raise ValueError(f"images must be uint8 of shape (N, H, W, 1 or 3), got {images.dtype} "
+                         f"{images.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    if x.shape[1] == 1 and channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] == 3 and channels == 1:
+        x = (x * _LUMA).sum(dim=1, keepdim=True)
+    if x.shape[2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False).clamp_(0, 255)
+    return x.contiguous()

