@@ -7,7 +7,11 @@ BIN    := $(VENV)/bin
 ASSETS ?= $(if $(wildcard ../shared/assets/MANIFEST.tsv),../shared/assets,)
 export PEDLIB_ASSETS := $(ASSETS)
 
-.PHONY: help setup test bench lab reproduce
+OUT    := results/$(STUDY)/notebooks
+# papermill runs a notebook headless from the project root with the study's name as parameter.
+RUN_NB  = $(BIN)/papermill --cwd . --log-level WARNING -p study $(STUDY) $(2) notebooks/$(1).ipynb $(OUT)/$(1).ipynb
+
+.PHONY: help setup test bench lab reproduce finetune groundtruth extract score evaluate figures notebooks
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 14
@@ -29,7 +33,38 @@ bench: setup  ## print wall time and peak memory of every metric, with and witho
 lab: setup  ## open JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-reproduce: setup  ## run the study STUDY (default: pocket) end to end
-	@echo "make reproduce: the study pipeline (notebooks, params/$(STUDY).yaml) is not built yet;" >&2
-	@echo "the scoring core is usable now: see README 'Python API'." >&2
-	@exit 2
+reproduce: setup  ## run the study STUDY (default: pocket) end to end: the five notebooks
+	@mkdir -p $(OUT)
+	$(call RUN_NB,01_finetune)
+	$(call RUN_NB,02_extract)
+	$(call RUN_NB,03_score)
+	$(call RUN_NB,04_evaluate)
+	$(call RUN_NB,05_figures)
+	@echo "done: executed notebooks in $(OUT), results in results/$(STUDY), figures in figures/$(STUDY)"
+
+groundtruth: setup  ## stage 01: linear probe + fine-tuning table (committed table when it matches)
+	@mkdir -p $(OUT)
+	$(call RUN_NB,01_finetune)
+
+finetune: setup  ## stage 01, recomputing fine-tuning from scratch (slow: see README)
+	@mkdir -p $(OUT)
+	$(call RUN_NB,01_finetune,-p recompute_finetune True)
+
+extract: setup  ## stage 02: features of every model on every target (cached)
+	@mkdir -p $(OUT)
+	$(call RUN_NB,02_extract)
+
+score: setup  ## stage 03: every metric with and without PED (cached per model and target)
+	@mkdir -p $(OUT)
+	$(call RUN_NB,03_score)
+
+evaluate: setup  ## stage 04: weighted tau and other correlations against each ground truth
+	@mkdir -p $(OUT)
+	$(call RUN_NB,04_evaluate)
+
+figures: setup  ## stage 05: plots and tables into figures/STUDY
+	@mkdir -p $(OUT)
+	$(call RUN_NB,05_figures)
+
+notebooks:  ## regenerate notebooks/*.ipynb from tools/build_notebooks.py
+	$(BIN)/python tools/build_notebooks.py

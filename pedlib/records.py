@@ -164,5 +164,5 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def write_csv(frame, path: str | os.PathLike) -> Path:
-    """``DataFrame.to_csv`` atomically (floats written with full precision)."""
-    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g"))
+    """``DataFrame.to_csv`` atomically; floats keep full precision (they read back bit for bit)."""
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -30,11 +30,25 @@ from .features import cached_features, feature_key
 from .groundtruth import FinetuneConfig, finetune_cell, linear_probe
 from .params import ParamsError, StudyParams, load_params
 
-__all__ = ["Study", "method_name"]
+__all__ = ["Study", "find_params", "method_name"]
 
 log = logging.getLogger(__name__)
 
 _SCORE_CODE = ("metrics", "ped", "_stats", "validation", "study")
+
+
+def find_params(study: str | os.PathLike) -> Path:
+    """The params file of ``study``: a path to a YAML file, or a study name looked up as
+    ``params/<name>.yaml`` in the current folder and its parents."""
+    path = Path(study)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        candidate = folder / "params" / f"{study}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ParamsError(f"no params/{study}.yaml in {Path.cwd()} or its parents; pass the path of "
+                      "the study's params file")
 
 
 def method_name(metric: str, variant: str) -> str:
@@ -67,8 +81,10 @@ class Study:
         self._splits: dict[str, data.Split] = {}
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **options) -> "Study":
-        return cls(load_params(path), **options)
+    def load(cls, study: str | os.PathLike, **options) -> "Study":
+        """Open a study by name (``"pocket"``: ``params/pocket.yaml`` found from the current
+        folder or a parent, as from ``notebooks/``) or by the path of its params file."""
+        return cls(load_params(find_params(study)), **options)
 
     # ------------------------------------------------------------------ layout
     @property

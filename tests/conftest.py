@@ -20,3 +20,15 @@ def blobs():
 def reference():
     rng = np.random.default_rng(1)
     return rng.normal(loc=0.3, scale=2.0, size=(200, 12))
+
+
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_ASSETS = ROOT.parent / "shared" / "assets"
+HAVE_ASSETS = (SHARED_ASSETS / "MANIFEST.tsv").exists()
+if HAVE_ASSETS:  # as `make test` does; lets plain `pytest` find the local mirror too
+    os.environ.setdefault("PEDLIB_ASSETS", str(SHARED_ASSETS))
+
+needs_assets = pytest.mark.skipif(not HAVE_ASSETS, reason="../shared/assets not present")

@@ -1,0 +1,87 @@
+"""Ground truth: the linear probe and the fine-tuning protocol, and the committed pocket table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from pedlib import records
+from pedlib.groundtruth import FinetuneConfig, finetune_cell, finetune_run, linear_probe
+from pedlib.models.nets import LeNet5
+
+from conftest import ROOT, make_blobs, needs_assets
+
+
+def test_linear_probe_with_one_C_is_a_standardised_logistic_regression():
+    x, y = make_blobs(n_per_class=30, n_classes=3, n_features=6, separation=1.0, seed=0)
+    tx, ty = make_blobs(n_per_class=20, n_classes=3, n_features=6, separation=1.0, seed=0)
+    tx = tx + np.random.default_rng(5).normal(scale=0.5, size=tx.shape)
+    result = linear_probe(x, y, tx, ty, Cs=[0.1], seed=0)
+    scaler = StandardScaler().fit(x)
+    expected = LogisticRegression(C=0.1, max_iter=500).fit(scaler.transform(x), y).score(scaler.transform(tx), ty)
+    assert result["accuracy"] == pytest.approx(expected) and result["C"] == 0.1
+
+
+def test_linear_probe_separable_string_labels_and_errors():
+    x, y = make_blobs(n_per_class=20, n_classes=2, n_features=4, separation=20, seed=1)
+    names = np.where(y == 0, "cat", "dog")
+    result = linear_probe(x, names, x, names)
+    assert result["accuracy"] == 1.0 and result["mean_class_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="never occur in train"):
+        linear_probe(x, names, x[:2], ["cat", "bird"])
+    with pytest.raises(ValueError, match="train has 4 features, test 3"):
+        linear_probe(x, names, x[:, :3], names)
+    with pytest.raises(ValueError, match="NaN"):
+        linear_probe(np.where(x > 5, np.nan, x), names, x, names)
+
+
+def _toy_task(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(40) % 2
+    x = torch.rand(40, 1, 28, 28, generator=g) * 0.2
+    x[y == 1, :, :14] += 0.8  # class 1: bright top half
+    return x, y
+
+
+def test_finetune_run_is_seeded_and_leaves_the_backbone_untouched():
+    torch.manual_seed(0)
+    backbone = LeNet5()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    x, y = _toy_task()
+    args = dict(learning_rate=0.05, weight_decay=0.0, steps=15, batch_size=8, threads=1)
+    first = finetune_run(backbone, 2, x, y, x, y, seed=3, **args)
+    assert first == finetune_run(backbone, 2, x, y, x, y, seed=3, **args)
+    assert first >= 0.9  # an easy task is learnt
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
+
+
+def test_finetune_cell_selects_on_validation_and_reports_each_seed():
+    torch.manual_seed(0)
+    x, y = _toy_task()
+    config = FinetuneConfig(learning_rates=(1e-6, 0.05), weight_decays=(0.0,), steps=15, batch_size=8,
+                            seeds=(0, 1), threads=1)
+    rows = finetune_cell(LeNet5(), x, y.numpy(), x, y.numpy(), config, seed=1)
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert all(r["learning_rate"] == 0.05 for r in rows)  # a 1e-6 rate cannot learn in 15 steps
+    with pytest.raises(ValueError, match="val_fraction"):
+        FinetuneConfig(val_fraction=1.5)
+
+
+@needs_assets
+def test_committed_pocket_finetune_table_matches_a_recomputed_cell():
+    """Recompute one (model, target, seed) cell of the committed table with its seed."""
+    from pedlib.study import Study
+
+    study = Study.load(ROOT / "params" / "pocket.yaml", progress=False)
+    path = study.finetune_table_path()
+    assert records.is_fresh(path, study._finetune_key()), \
+        f"{path} does not match params/pocket.yaml; run `make finetune`"
+    table = pd.read_csv(path)
+    assert set(table.model) == set(study.finetune_models()) and set(table.dataset) == set(study.datasets)
+    assert table.groupby(["model", "dataset"]).size().eq(len(study.params.groundtruth.finetune.seeds)).all()
+    row = table[(table.model == "lenet5_clean") & (table.dataset == "lfw") & (table.seed == 0)].iloc[0]
+    again = study.finetune_one("lenet5_clean", "lfw", seeds=[0]).iloc[0]
+    assert (again.learning_rate, again.weight_decay) == (row.learning_rate, row.weight_decay)
+    assert again.val_accuracy == row.val_accuracy and again.test_accuracy == row.test_accuracy

@@ -1,0 +1,61 @@
+"""Params files: the committed studies parse; malformed ones fail early with a clear message."""
+
+import copy
+
+import pytest
+import yaml
+
+from pedlib.params import ParamsError, load_params, parse_params
+
+from conftest import ROOT
+
+BASE = {"study": "t", "datasets": {"digits": {}}, "models": ["lenet5_clean", "cifar_resnet20"]}
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "params").glob("*.yaml")))
+def test_committed_params_files_are_valid(study):
+    params = load_params(ROOT / "params" / f"{study}.yaml")
+    assert params.study == study
+    assert params.output_dir == ROOT / "results" / study
+
+
+def _with(**changes):
+    raw = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        target = raw
+        *parents, last = dotted.split("__")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"metrix": ["logme"]}, "unknown key 'metrix'; did you mean 'metrics'"),
+    ({"reference__mdoe": "others"}, "unknown key 'mdoe'; did you mean 'mode'"),
+    ({"reference__mode": "sorce"}, "'sorce' is not one of .*did you mean 'source'"),
+    ({"models": ["lenet5_clen"]}, "unknown model 'lenet5_clen'; did you mean 'lenet5_clean'"),
+    ({"datasets": {"flower12": {}}}, "unknown dataset 'flower12'; did you mean 'flowers12'"),
+    ({"metrics": ["logme", "leep"]}, "unknown metric 'leep'"),
+    ({"ped": {"nsgima": 1.0}}, "unknown PED option 'nsgima'; did you mean 'nsigma'"),
+    ({"seed": "zero"}, "seed: expected an integer"),
+    ({"datasets__digits__train_per_class": 1}, "train_per_class must be at least 2"),
+    ({"groundtruth__finetune__models": ["mobilenet_v2_1.0_224"]}, "unknown model 'mobilenet_v2_1.0_224'"),
+    ({"groundtruth__finetune__steps": 1.5}, "steps: expected an integer"),
+    ({"datasets": {}}, "at least one target dataset"),
+])
+def test_malformed_params_name_the_problem(changes, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(_with(**changes))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "good.yaml").write_text(yaml.safe_dump(BASE))
+    with pytest.raises(ParamsError, match="does not exist; studies in .*: good"):
+        load_params(tmp_path / "params" / "nope.yaml")
+    (tmp_path / "params" / "bad.yaml").write_text("study: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "params" / "bad.yaml")
+    params = load_params(tmp_path / "params" / "good.yaml")
+    assert params.output_dir == tmp_path / "results" / "t"

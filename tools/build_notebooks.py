@@ -1,0 +1,81 @@
+"""Write the pipeline notebooks (run once after editing; the .ipynb files are committed).
+
+Each notebook: an imports cell, one papermill ``parameters`` cell, then one visible step per
+cell. The logic lives in pedlib; a notebook only calls it and shows what it returns.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent.parent / "notebooks"
+IMPORTS = "import pandas as pd\nfrom IPython.display import Image, Markdown, display\n\nfrom pedlib.study import Study"
+PARAMS = 'study = "pocket"  # a name in params/ or the path of a params YAML\nprogress = True'
+
+
+def notebook(name: str, title: str, intro: str, cells: list, extra_params: str = ""):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells.append(new_markdown_cell(f"# {title}\n\n{intro}"))
+    nb.cells.append(new_code_cell(IMPORTS))
+    nb.cells.append(new_code_cell(PARAMS + extra_params, metadata={"tags": ["parameters"]}))
+    nb.cells.append(new_code_cell("run = Study.load(study, progress=progress)\n"
+                                  "Markdown(f\"**Study `{run.params.study}`**: {run.params.description}  \\n"
+                                  "{len(run.models)} models, targets {', '.join(run.datasets)}; "
+                                  "results in `{run.output}`\")"))
+    for cell in cells:
+        nb.cells.append(new_markdown_cell(cell[1:]) if cell.startswith("#") else new_code_cell(cell))
+    nbformat.write(nb, HERE / f"{name}.ipynb")
+
+
+notebook("01_finetune", "01 · Ground truth",
+         "How well does each model really transfer? Two protocols: a linear probe on frozen "
+         "features (every model) and fine-tuning (the PyTorch models; read from the committed "
+         "table unless `recompute_finetune`). Protocols: `pedlib.groundtruth`.",
+         ["#Linear probe: cross-validated logistic regression on frozen train features, test accuracy.",
+          "probe = run.linear_probe()\nprobe.pivot_table(index='model', columns='dataset', values='accuracy', sort=False).round(3)",
+          "#Fine-tuning: SGD + Nesterov, cosine schedule, grid selected on validation, mean over seeds.",
+          "finetuned = run.finetune(recompute=recompute_finetune) if run.params.groundtruth.finetune.enabled else None\n"
+          "finetuned if finetuned is None else finetuned.groupby(['model', 'dataset'], sort=False).test_accuracy.agg(['mean', 'std']).unstack().round(3)"],
+         extra_params="\nrecompute_finetune = False")
+
+notebook("02_extract", "02 · Features",
+         "Pooled penultimate features of every model on every target split, plus the reference "
+         "samples PED standardises with. Cached by content under `results/<study>/features/`.",
+         ["features = run.extract()\nfeatures.groupby(['dataset', 'part']).agg(models=('model', 'nunique'), images=('n', 'first'), computed=('cached', lambda c: int((~c).sum())), seconds=('seconds', 'sum'))",
+          "#Feature dimension and extraction time per model.",
+          "features.groupby('model', sort=False).agg(dim=('dim', 'first'), seconds=('seconds', 'sum')).round(2)"])
+
+notebook("03_score", "03 · Scores",
+         "Every metric on every model's train features, without PED and with PED (main setting, "
+         "reference ablation, and the sensitivity grid). `method` names: `logme`, `logme+ped`, "
+         "`logme+ped[ref=others]`, `logme+ped[nsigma=..,time_step=..]`.",
+         ["scores = run.score()\nscores[scores.variant.isin(['plain', 'ped'])].pivot_table(index=['dataset', 'model'], columns='method', values='score', sort=False).round(3)",
+          "#How many PED steps were taken (0: no two classes overlap).",
+          "scores[scores.variant == 'ped'].drop_duplicates(['model', 'dataset']).pivot_table(index='model', columns='dataset', values='ped_steps', sort=False)",
+          "#Median seconds per score.",
+          "scores[scores.variant.isin(['plain', 'ped'])].pivot_table(index='metric', columns='variant', values='seconds', aggfunc='median', sort=False).round(4)"])
+
+notebook("04_evaluate", "04 · Evaluation",
+         "Weighted Kendall's tau (and Kendall, Pearson, Spearman, top-1 relative accuracy) of each "
+         "method's ranking against each ground truth, per target and pool, with a bootstrap "
+         "interval over models; `mean` averages the targets.",
+         ["evaluation = run.evaluate()\nmain = evaluation[evaluation.variant.isin(['plain', 'ped'])]\nmain.pivot_table(index=['groundtruth', 'pool', 'method'], columns='dataset', values='weighted_tau', sort=False).round(3)",
+          "#Does PED help? Mean weighted tau with PED minus without, per metric.",
+          "mean = main[main.dataset == 'mean'].pivot_table(index=['groundtruth', 'pool', 'metric'], columns='variant', values='weighted_tau', sort=False)\nmean.assign(gain=mean['ped'] - mean['plain']).round(3)",
+          "#PED's reference sample: source data, other targets, or none.",
+          "evaluation[(evaluation.dataset == 'mean') & ~evaluation.variant.str.startswith('ped:nsigma')].pivot_table(index=['groundtruth', 'pool', 'metric'], columns='variant', values='weighted_tau', sort=False).round(3)"])
+
+notebook("05_figures", "05 · Figures and tables",
+         "Everything in `figures/<study>/`: weighted tau with and without PED, score-vs-accuracy "
+         "scatters, PED trajectories, sensitivity to nsigma and time_step, runtime.",
+         ["written = run.figures()\npd.Series({name: str(path) for name, path in written.items()}, name='file').to_frame()",
+          "#Main table: weighted tau against the linear probe, all models.",
+          "display(Markdown(written['wtau_linear_probe_all'].read_text()))",
+          "display(Image(filename=str(written['wtau_bars_linear_probe_all'])))",
+          "display(Image(filename=str(written['scatter_logme'])))",
+          "display(Image(filename=str(written['trajectory_best'])))\ndisplay(Image(filename=str(written['trajectory_worst'])))",
+          "[display(Image(filename=str(path))) for name, path in written.items() if name.startswith('sensitivity')];",
+          "display(Image(filename=str(written['runtime'])))"])
+print("notebooks written to", HERE)
