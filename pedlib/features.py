@@ -22,7 +22,7 @@ __all__ = ["feature_key", "cached_features"]
 
 
 def feature_key(spec: ModelSpec, source: ImageSource, indices: np.ndarray) -> str:
-    weights = assets.manifest()[spec.asset].sha256 if spec.asset else "builtin"
+    weights = assets.manifest()[spec.asset].sha256 if spec.asset else (spec.weights or "builtin")
     return records.content_key("features", spec.name, weights, spec.input_size, spec.channels,
                                spec.normalisation, source.content_id,
                                records.content_key(np.asarray(indices).tolist()),

@@ -315,10 +315,12 @@ class Study:
                 warnings.warn(f"{path} was made by fine-tuning code {made_by}, now {code}; "
                               "run `make finetune` to refresh it", UserWarning, stacklevel=2)
             return pd.read_csv(path)
-        if not recompute and self.params.groundtruth.finetune.table and path.exists():
-            raise ParamsError(f"{path} was made for other fine-tuning settings or splits than "
-                              f"{self.params.study}'s params; run `make finetune STUDY="
-                              f"{self.params.study}` (slow) to recompute it")
+        if not recompute and self.params.groundtruth.finetune.table:
+            problem = ("was made for other fine-tuning settings or splits than"
+                       if path.exists() else "does not exist, but is named in")
+            raise ParamsError(f"the fine-tuning table {path} {problem} params/{self.params.study}"
+                              f".yaml; run `make finetune STUDY={self.params.study}` (slow; see "
+                              "README) to compute it")
         config = self.finetune_config()
         cell_dir = self.output / "groundtruth" / "finetune"
         frames = []

@@ -79,3 +79,34 @@ notebook("05_figures", "05 · Figures and tables",
           "[display(Image(filename=str(path))) for name, path in written.items() if name.startswith('sensitivity')];",
           "display(Image(filename=str(written['runtime'])))"])
 print("notebooks written to", HERE)
+
+
+def select_notebook():
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells.append(new_markdown_cell(
+        "# 06 · Pick a backbone for your own data\n\nThe notebook twin of `pedlib rank`: extract "
+        "features of each candidate on your labelled images (cached), score them with and without "
+        "PED, rank, and look at the best and the worst model's class clusters before and after PED."))
+    nb.cells.append(new_code_cell("from IPython.display import Image, display\n\n"
+                                  "from pedlib import assets\nfrom pedlib.select import cluster_view, rank_models"))
+    nb.cells.append(new_code_cell(
+        'data = None  # an ImageFolder or a CSV of path,label; None: the Flowers-12 train images (demo)\n'
+        'models = ["mobilenet_v2_1.0_224", "mobilenet_v1_0.25_128", "cifar_resnet56", "lenet5_clean"]\n'
+        'metric = "logme"\nreference = None  # a folder of generic images for PED, or None\n'
+        'max_per_class = 30\nout = "results/select"  # relative to the folder the notebook runs in\nseed = 0\nprogress = True',
+        metadata={"tags": ["parameters"]}))
+    nb.cells.append(new_code_cell("if data is None:\n    data = assets.resolve('data/flowers12') / 'train'\n"
+                                  "result = rank_models(data, models, metric=metric, reference=reference, "
+                                  "max_per_class=max_per_class, out=out, seed=seed, progress=progress)\n"
+                                  "result.table"))
+    nb.cells.append(new_code_cell("display(Image(filename=str(result.paths['png'])))"))
+    nb.cells.append(new_markdown_cell("Class clusters of the best and the worst model, in the 2-D PCA "
+                                      "plane of the standardised features, before and after PED."))
+    nb.cells.append(new_code_cell(
+        "for model in (result.table.model.iloc[0], result.table.model.iloc[-1]):\n"
+        "    display(cluster_view(result, model))"))
+    nbformat.write(nb, HERE / "06_select.ipynb")
+
+
+select_notebook()

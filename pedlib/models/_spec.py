@@ -35,6 +35,9 @@ class ModelSpec:
         Architecture family, for homogeneous sub-pools ("mobilenet", "resnet", "lenet").
     trainable : bool
         Whether pedlib can fine-tune it (a PyTorch module).
+    weights : str
+        Identifies weights that are not a manifest asset (a torchvision weights enum, a
+        checkpoint's sha256); part of the feature cache key.
     """
 
     name: str
@@ -47,6 +50,7 @@ class ModelSpec:
     family: str
     trainable: bool
     factory: Callable[..., "Backbone"] = field(repr=False, compare=False, default=None)
+    weights: str = ""
 
 
 class Backbone:

@@ -1,0 +1,92 @@
+"""Command line: ``pedlib rank`` (also ``python -m pedlib rank``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+from .select import RECOMMENDED
+
+RANK_HELP = f"""\
+Rank candidate backbones for your labelled images without fine-tuning them.
+
+DATA is an ImageFolder (one sub-folder per class) or a CSV of path,label. Each model's
+features are extracted (cached in OUT/features, so an interrupted run resumes), scored with
+METRIC without and with PED, and ranked. The table is printed and written to OUT as
+ranking.csv, ranking.json and ranking.png.
+
+Default: --metric {RECOMMENDED['metric']}, ranked {'with' if RECOMMENDED['ped'] else 'without'} PED
+(both columns are always shown). Evidence: on the pocket study (17 models, 5 targets,
+figures/pocket/wtau_linear_probe_all.md) this combination has the best mean weighted
+Kendall's tau against the linear probe; see the README's results section.
+
+Models: pocket zoo names (pedlib.models.list_models()), torchvision names (resnet50),
+timm:<name>, or <architecture>=<checkpoint.pth>.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pedlib", description="pedlib: choose a pretrained model")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rank = sub.add_parser("rank", help="rank models for a folder of labelled images",
+                          description=RANK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rank.add_argument("data", help="ImageFolder or CSV of path,label")
+    rank.add_argument("--models", nargs="+", required=True, metavar="M", help="candidate models")
+    rank.add_argument("--metric", default=RECOMMENDED["metric"], help="feature metric (default: %(default)s)")
+    rank.add_argument("--ped", dest="ped", action="store_true", default=RECOMMENDED["ped"],
+                      help="rank by the score with PED" + (" (default)" if RECOMMENDED["ped"] else ""))
+    rank.add_argument("--no-ped", dest="ped", action="store_false",
+                      help="rank by the plain score" + ("" if RECOMMENDED["ped"] else " (default)"))
+    rank.add_argument("--reference", metavar="DIR", help="generic images for PED's standardisation")
+    rank.add_argument("--max-per-class", type=int, metavar="N", help="use at most N images per class")
+    rank.add_argument("--out", default="ranking", metavar="DIR", help="output folder (default: %(default)s)")
+    rank.add_argument("--batch-size", type=int, default=64)
+    rank.add_argument("--device", default="cpu", help="cpu or cuda")
+    rank.add_argument("--seed", type=int, default=0)
+    rank.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # also silences the image-decoding bars
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from . import select
+    from .models.hub import WeightsUnavailable
+
+    if args.max_per_class is not None and args.max_per_class < 2:
+        print("pedlib rank: --max-per-class must be at least 2", file=sys.stderr)
+        return 2
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = select.rank_models(args.data, args.models, metric=args.metric,
+                                        reference=args.reference, max_per_class=args.max_per_class,
+                                        out=args.out, batch_size=args.batch_size, device=args.device,
+                                        seed=args.seed, progress=not args.quiet)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+    except (FileNotFoundError, KeyError, ValueError, WeightsUnavailable) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"pedlib rank: {message}", file=sys.stderr)
+        return 2
+    table = result.table.copy()
+    key = "score_ped" if args.ped else "score"
+    table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
+    table.insert(0, "#", range(1, len(table) + 1))
+    skipped = len(getattr(result.source, "skipped", ()))
+    print(f"{len(result.indices)} images, {len(set(result.source.labels[result.indices]))} classes"
+          f"{f', {skipped} unreadable skipped' if skipped else ''}"
+          f"{f', dropped single-image classes {result.dropped_classes}' if result.dropped_classes else ''}; "
+          f"ranked by {args.metric}{' + PED' if args.ped else ''}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print("written: " + ", ".join(str(p) for p in result.paths.values()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

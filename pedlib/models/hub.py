@@ -1,0 +1,183 @@
+"""Models beyond the pocket zoo: torchvision and timm architectures, and local checkpoints.
+
+Names understood by :func:`resolve`:
+
+* a pocket zoo name (``pedlib.models.list_models()``);
+* a torchvision classification model (``resnet50``, ``densenet121``, ``inception_v3``, ...)
+  with its default ImageNet weights;
+* ``timm:<name>`` with timm's pretrained weights;
+* ``<architecture>=<checkpoint path>``: a torchvision or ``timm:`` architecture whose weights
+  are loaded from a local state dict (nested under ``state_dict``/``model`` and ``module.``
+  prefixes are accepted; every backbone key must match).
+
+Features are the input of the last linear layer (the classifier is replaced by identity):
+the global-pooled penultimate layer for every torchvision classifier.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._spec import Backbone, ModelSpec, create_model, list_models
+from .torch_backbone import TorchBackbone
+
+__all__ = ["resolve", "WeightsUnavailable", "strip_classifier", "torchvision_names"]
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be fetched (usually: no network access)."""
+
+
+class _Features(nn.Module):
+    """``features(x)`` = the wrapped network with its last linear layer replaced by identity."""
+
+    def __init__(self, net: nn.Module, feature_dim: int):
+        super().__init__()
+        self.net = net
+        self.feature_dim = feature_dim
+        self.head = nn.Identity()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out.logits if hasattr(out, "logits") else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def strip_classifier(net: nn.Module) -> tuple[nn.Module, int]:
+    """Replace the last ``nn.Linear`` of ``net`` by identity; return (net, its input size)."""
+    last = None
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ValueError(f"{type(net).__name__} has no linear classifier to remove")
+    parent = net.get_submodule(last.rsplit(".", 1)[0]) if "." in last else net
+    dim = net.get_submodule(last).in_features
+    setattr(parent, last.rsplit(".", 1)[-1], nn.Identity())
+    return net, dim
+
+
+def torchvision_names() -> list[str]:
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
+
+
+def _checkpoint_state(path: Path) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "resnet"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: not a state dict")
+    state = {}
+    for key, value in checkpoint.items():
+        for prefix in ("module.", "encoder_q.", "encoder.", "backbone."):
+            key = key.removeprefix(prefix)
+        state[key] = value
+    return state
+
+
+def _load_strict(net: nn.Module, state: dict, path: Path):
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        raise ValueError(f"{path}: checkpoint does not match the architecture; missing keys "
+                         f"{missing[:8]}{' ...' if len(missing) > 8 else ''}; unexpected keys "
+                         f"{unexpected[:8]}")
+    net.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def _build(arch: str, *, pretrained: bool):
+    """(net, input size, mean, std) for a torchvision name or ``timm:<name>``."""
+    if arch.startswith("timm:"):
+        import timm
+
+        name = arch.removeprefix("timm:")
+        if name not in timm.list_models():
+            close = difflib.get_close_matches(name, timm.list_models(), n=3)
+            raise KeyError(f"unknown timm model {name!r}" + (f"; did you mean {close}?" if close else ""))
+        try:
+            net = timm.create_model(name, pretrained=pretrained)
+        except Exception as error:  # hub/network failures come in many types
+            raise WeightsUnavailable(
+                f"could not fetch pretrained weights for timm:{name} ({type(error).__name__}: "
+                f"{error}). timm downloads them from the Hugging Face hub; without network "
+                f"access pass a local checkpoint as timm:{name}=/path/to/weights.pth") from None
+        config = timm.data.resolve_data_config({}, model=net)
+        return net, int(config["input_size"][-1]), config["mean"], config["std"]
+    import torchvision.models as tvm
+
+    if arch not in torchvision_names():
+        raise KeyError(arch)
+    weights = tvm.get_model_weights(arch).DEFAULT if pretrained else None
+    try:
+        net = tvm.get_model(arch, weights=weights, **({"aux_logits": True} if arch in ("inception_v3", "googlenet") and pretrained else {}))
+    except Exception as error:
+        raise WeightsUnavailable(
+            f"could not fetch pretrained weights {weights} for {arch} ({type(error).__name__}: "
+            f"{error}). torchvision downloads them to ~/.cache/torch; without network access "
+            f"pass a local checkpoint as {arch}=/path/to/weights.pth") from None
+    size = 299 if arch == "inception_v3" else 224
+    return net, size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class _GenericBackbone(TorchBackbone):
+    def __init__(self, spec, module, mean, std, device="cpu"):
+        super().__init__(spec, module, device)
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def preprocess(self, images):
+        from ..data.images import to_model_input
+
+        x = to_model_input(images, self.spec.input_size, 3) / 255.0
+        return (x - self._mean) / self._std
+
+
+def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
+    """A backbone for any model name form (see the module docstring).
+
+    Raises
+    ------
+    KeyError
+        Unknown name, with close matches from the pocket zoo and torchvision.
+    WeightsUnavailable
+        Pretrained weights could not be downloaded.
+    """
+    if name in list_models():
+        spec_backbone = create_model(name, mirror=mirror)
+        return spec_backbone
+    arch, _, checkpoint = name.partition("=")
+    try:
+        if checkpoint:
+            path = Path(checkpoint).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"checkpoint {path} does not exist")
+            net, size, mean, std = _build(arch, pretrained=False)
+            net, dim = strip_classifier(net)  # the checkpoint's classifier may have any size
+            _load_strict(net, _checkpoint_state(path), path)
+            weights = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            net, size, mean, std = _build(arch, pretrained=True)
+            net, dim = strip_classifier(net)
+            weights = f"{arch}:pretrained-default"
+    except KeyError:
+        if arch.startswith("timm:"):
+            raise
+        known = list_models() + torchvision_names()
+        close = difflib.get_close_matches(arch, known, n=4, cutoff=0.5)
+        raise KeyError(f"unknown model {arch!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
+                       + " Use a pocket zoo name (pedlib.models.list_models()), a torchvision "
+                       "classification model, timm:<name>, or <architecture>=<checkpoint path>") from None
+    spec = ModelSpec(name, "", "torch", size, 3, f"/255 then mean {tuple(mean)} std {tuple(std)}",
+                     "unknown", arch.split(":")[-1], True, None, weights)
+    return _GenericBackbone(spec, _Features(net, dim), mean, std, device=device)

@@ -1,0 +1,217 @@
+"""Pick a backbone for your own labelled images: extract, score with and without PED, rank.
+
+>>> from pedlib.select import rank_models
+>>> result = rank_models("my_images/", ["mobilenet_v2_1.0_224", "cifar_resnet56"], out="ranking/")
+>>> result.table          # model, score, score_ped, rank, seconds, ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import data as datasets, metrics, ped, records
+from .features import cached_features
+from .models.hub import resolve
+
+__all__ = ["RECOMMENDED", "RankResult", "cluster_view", "load_images", "rank_models"]
+
+log = logging.getLogger(__name__)
+
+#: The default (metric, PED) of ``pedlib rank``: the method with the best mean weighted tau
+#: against the linear probe over all models of the pocket study (figures/pocket/; README).
+RECOMMENDED = {"metric": "logme", "ped": False}
+
+
+@dataclass
+class RankResult:
+    """The ranking and where it was written."""
+
+    table: pd.DataFrame
+    source: datasets.ImageSource
+    indices: np.ndarray
+    dropped_classes: list[str]
+    cache: Path
+    references: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
+    ped_options: dict = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def features(self, model: str) -> np.ndarray:
+        """The cached target features of ``model`` (float32, (n_images, D))."""
+        return records.load_npz(self.cache / _safe(model) / "target.npz")["features"]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80]
+
+
+def cluster_view(result: RankResult, model: str):
+    """Figure: ``model``'s class clusters before and after PED (2-D PCA of standardised features)."""
+    from .plots import ped_trajectory
+
+    x = result.features(model).astype(np.float64)
+    labels = result.source.labels[result.indices]
+    reference = result.references.get(model)
+    moved = ped.decline(x, labels, reference, **{**ped.DEFAULTS, **result.ped_options})
+    rank = int(result.table.index[result.table.model == model][0]) + 1
+    return ped_trajectory(moved, x, labels, reference, title=f"{model} (rank {rank} of {len(result.table)})")
+
+
+def load_images(path: str | Path, *, size: int = 224) -> datasets.ImageSource:
+    """An ImageFolder (class per sub-folder) or a CSV of ``path,label`` as an ImageSource."""
+    path = Path(path)
+    if path.is_dir():
+        return datasets.create("imagefolder", root=path, size=size)
+    if path.suffix.lower() == ".csv":
+        return datasets.create("csv", root=path, size=size)
+    raise FileNotFoundError(f"{path} is neither an image folder nor a .csv file of path,label")
+
+
+def _select(source: datasets.ImageSource, max_per_class: int | None, seed: int):
+    """Drop classes with a single image (no spread to measure) and cap the rest."""
+    counts = np.bincount(source.labels, minlength=len(source.classes))
+    dropped = [source.classes[c] for c in np.flatnonzero(counts < 2)]
+    if dropped:
+        warnings.warn(f"dropping {len(dropped)} class(es) with a single image: {dropped[:10]}",
+                      UserWarning, stacklevel=3)
+    keep = np.flatnonzero(counts[source.labels] >= 2)
+    if len(np.unique(source.labels[keep])) < 2:
+        raise ValueError(f"{source.name}: ranking needs at least 2 classes with 2 or more images "
+                         f"each; found {int((counts >= 2).sum())}")
+    rng = np.random.default_rng(seed)
+    from .data._source import _cap_per_class
+
+    return _cap_per_class(keep, source.labels, max_per_class, rng), dropped
+
+
+def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=None,
+                max_per_class: int | None = None, out=None, cache=None, batch_size: int = 64,
+                device: str = "cpu", seed: int = 0, mirror=None, progress: bool = True,
+                ped_options: dict | None = None) -> RankResult:
+    """Rank ``models`` for the labelled images in ``data`` without fine-tuning any of them.
+
+    Parameters
+    ----------
+    data : path
+        An ImageFolder or a CSV of ``path,label``. Unreadable images are skipped and counted;
+        classes with one image are dropped with a warning.
+    models : list of str
+        Pocket zoo names, torchvision names, ``timm:<name>`` or ``<arch>=<checkpoint>``.
+    metric : str
+        A feature metric (``pedlib.metrics.available("features")``).
+    reference : path, optional
+        Generic images (an ImageFolder or CSV; labels unused) for PED's standardisation;
+        without it PED standardises with the target's own statistics.
+    max_per_class : int, optional
+        Use at most this many (seeded, random) images per class.
+    out : path, optional
+        Folder for ``ranking.csv``, ``ranking.json`` and ``ranking.png``.
+    cache : path, optional
+        Feature cache (default ``<out>/features`` or ``.pedlib-cache/features``); a run that
+        was interrupted resumes from it.
+
+    Returns
+    -------
+    RankResult
+        ``table`` sorted by rank, with columns model, score, score_ped, rank, rank_ped,
+        ped_steps, dim, seconds (extraction + both scores).
+    """
+    if metric not in metrics.available(input="features"):
+        metrics.get(metric)  # unknown: raises with close matches
+        raise ValueError(f"{metric!r} scores probabilities; rank needs a feature metric: "
+                         f"{metrics.available(input='features')}")
+    models = list(models)
+    if not models:
+        raise ValueError("give at least one model")
+    if len(set(models)) != len(models):
+        raise ValueError("a model is listed twice")
+    backbones = {}
+    for name in models:  # resolve every name first: a typo fails before any image is read
+        backbones[name] = resolve(name, mirror=mirror, device=device)
+    source = load_images(data)
+    indices, dropped = _select(source, max_per_class, seed)
+    labels = source.labels[indices]
+    reference_source = load_images(reference) if reference is not None else None
+    out = Path(out) if out is not None else None
+    cache = Path(cache) if cache is not None else (out / "features" if out else Path(".pedlib-cache/features"))
+    options = dict(ped_options or {})
+    images: dict[str, np.ndarray] = {}
+
+    def pixels(which: str, src, idx):  # decode once, only if some model's cache misses
+        if which not in images:
+            images[which] = src.load(idx)
+        return images[which]
+
+    rows, references = [], {}
+    for name in tqdm(models, desc="rank", disable=not progress):
+        backbone = backbones[name]
+        started = time.perf_counter()
+        safe = _safe(name)
+        feats, _ = cached_features(cache / safe / "target.npz", backbone.spec, source, indices,
+                                   backbone=lambda b=backbone: b,
+                                   images=lambda: pixels("target", source, indices),
+                                   batch_size=batch_size, progress=progress)
+        ref = None
+        if reference_source is not None:
+            ref_idx = np.arange(len(reference_source))
+            ref, _ = cached_features(cache / safe / "reference.npz", backbone.spec, reference_source,
+                                     ref_idx, backbone=lambda b=backbone: b,
+                                     images=lambda: pixels("reference", reference_source, ref_idx),
+                                     batch_size=batch_size, progress=progress)
+            ref = ref["features"]
+        references[name] = ref
+        x = feats["features"].astype(np.float64)
+        plain = metrics.get(metric)(x, labels)
+        moved = ped.decline(x, labels, ref, **{**ped.DEFAULTS, **options})
+        with_ped = metrics.get(metric)(moved.features, labels)
+        rows.append(dict(model=name, score=plain, score_ped=with_ped, ped_steps=moved.steps,
+                         dim=x.shape[1], seconds=time.perf_counter() - started))
+    table = pd.DataFrame(rows)
+    table["rank"] = table.score.rank(ascending=False, method="min").astype(int)
+    table["rank_ped"] = table.score_ped.rank(ascending=False, method="min").astype(int)
+    key = "score_ped" if RECOMMENDED["ped"] else "score"
+    table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
+    table = table[["model", "score", "score_ped", "rank", "rank_ped", "ped_steps", "dim", "seconds"]]
+    result = RankResult(table, source, indices, dropped, cache, references, options)
+    if out is not None:
+        result.paths = _write(result, out, metric=metric, data=str(data), reference=reference,
+                              max_per_class=max_per_class, seed=seed, ped_options=options)
+    return result
+
+
+def _write(result: RankResult, out: Path, **params) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    table = result.table
+    summary = dict(params, n_images=int(len(result.indices)), n_classes=int(len(np.unique(result.source.labels[result.indices]))),
+                   skipped_unreadable=list(getattr(result.source, "skipped", ())),
+                   dropped_classes=result.dropped_classes, recommended=RECOMMENDED)
+    paths = {"csv": out / "ranking.csv", "json": out / "ranking.json", "png": out / "ranking.png"}
+    records.write_csv(table, paths["csv"])
+    payload = json.dumps({"run": summary, "ranking": table.to_dict(orient="records")}, indent=1)
+    records.atomic_write(paths["json"], lambda tmp: tmp.write_text(payload))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.45 * len(table) + 1.5), sharey=True)
+    for ax, column, color, title in ((axes[0], "score", "#8c8c8c", params["metric"]),
+                                     (axes[1], "score_ped", "#d95f02", f"{params['metric']} + PED")):
+        ax.barh(table.model[::-1], table[column][::-1], color=color)
+        ax.set_title(title, fontsize=10)
+    fig.suptitle(f"{len(table)} models on {Path(params['data']).name} ({summary['n_images']} images, "
+                 f"{summary['n_classes']} classes)", fontsize=10)
+    fig.tight_layout()
+    records.atomic_write(paths["png"], lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    for path in paths.values():
+        records.write_record(path, records.content_key(table.to_csv()), params=params, seed=params["seed"])
+    return paths

@@ -1,0 +1,143 @@
+"""`pedlib rank`: end to end on generated folders and on Flowers-12, and its bad inputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from pedlib import metrics
+from pedlib.cli import main
+from pedlib.models import Backbone
+from pedlib.models.hub import WeightsUnavailable, resolve
+
+from conftest import needs_assets
+
+FAST = ["lenet5_clean", "cifar_resnet20", "mlperf_resnet8"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """3 colour classes (8 images each, mixed sizes and modes), a 1-image class, a broken file."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for name, colour in (("red", (220, 30, 30)), ("green", (30, 200, 40)), ("blue", (20, 40, 230))):
+        (root / name).mkdir(parents=True)
+        for i in range(8):
+            size = (24 + 4 * i, 32)
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, size=(size[1], size[0], 3)), 0, 255)
+            image = Image.fromarray(pixels.astype(np.uint8))
+            image = image.convert(["RGB", "L", "RGBA", "P"][i % 4]) if name != "red" else image
+            image.save(root / name / f"{i}.png")
+    (root / "single").mkdir()
+    Image.new("RGB", (30, 30), (128, 128, 128)).save(root / "single" / "only.jpg")
+    (root / "blue" / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+    return root
+
+
+@needs_assets
+def test_rank_on_a_generated_folder_writes_a_correct_ranking(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="single"):
+        from pedlib.select import rank_models
+        result = rank_models(folder, FAST, out=out, progress=False)
+    assert main(["rank", str(folder), "--models", *FAST, "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert "1 unreadable skipped" in printed.out and "single" in printed.out
+    table = pd.read_csv(out / "ranking.csv")
+    assert sorted(table.model) == sorted(FAST) and sorted(table["rank"]) == [1, 2, 3]
+    assert list(table.score) == sorted(table.score, reverse=True)  # sorted by the default key
+    labels = result.source.labels[result.indices]
+    assert len(labels) == 24 and len(np.unique(labels)) == 3
+    for row in table.itertuples():  # the score is LogME of the cached features, recomputed here
+        expected = metrics.get("logme")(result.features(row.model).astype(np.float64), labels)
+        assert row.score == pytest.approx(expected, rel=1e-12)
+    run = json.loads((out / "ranking.json").read_text())["run"]
+    assert run["dropped_classes"] == ["single"] and len(run["skipped_unreadable"]) == 1
+    assert (out / "ranking.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@needs_assets
+def test_rank_resumes_from_cached_features(folder, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["rank", str(folder), "--models", *FAST[:2], "--out", str(out), "--quiet"]) == 0
+    first = pd.read_csv(out / "ranking.csv")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("features were recomputed")
+
+    monkeypatch.setattr(Backbone, "extract", fail)
+    assert main(["rank", str(folder), "--models", *FAST[:2], "--out", str(out), "--quiet"]) == 0
+    assert pd.read_csv(out / "ranking.csv")[["model", "score"]].equals(first[["model", "score"]])
+
+
+@needs_assets
+def test_rank_on_flowers_puts_the_imagenet_mobilenet_first(tmp_path):
+    from pedlib import assets
+
+    flowers = assets.resolve("data/flowers12") / "train"
+    out = tmp_path / "flowers"
+    models = ["lenet5_clean", "cifar_resnet20", "mobilenet_v1_0.25_128"]
+    assert main(["rank", str(flowers), "--models", *models, "--max-per-class", "10", "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out / "ranking.csv")
+    assert len(table) == 3 and set(table.model) == set(models)
+    # linear probes on Flowers-12: ImageNet MobileNets ~0.9, CIFAR ResNets ~0.6, LeNets lower
+    assert table.model.iloc[0] == "mobilenet_v1_0.25_128" and table.model.iloc[-1] == "lenet5_clean"
+    run = json.loads((out / "ranking.json").read_text())["run"]
+    assert run["n_images"] == 120 and run["n_classes"] == 12
+
+
+def test_rank_bad_inputs_fail_with_a_message(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["rank", str(tmp_path / "empty"), "--models", "lenet5_clean"]) == 2
+    assert "no class sub-folders" in capsys.readouterr().err
+    assert main(["rank", str(tmp_path / "nowhere"), "--models", "lenet5_clean"]) == 2
+    assert "neither an image folder nor a .csv" in capsys.readouterr().err
+    assert main(["rank", str(tmp_path), "--models", "lenet5_clen"]) == 2
+    assert "did you mean 'lenet5_clean'" in capsys.readouterr().err
+    assert main(["rank", str(tmp_path), "--models", "lenet5_clean", "--metric", "loggme"]) == 2
+    assert "logme" in capsys.readouterr().err
+    assert main(["rank", str(tmp_path), "--models", "lenet5_clean", "--max-per-class", "1"]) == 2
+
+
+def test_one_class_left_is_an_error(tmp_path):
+    from pedlib.select import rank_models
+
+    for name, count in (("a", 3), ("b", 1)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / name / f"{i}.png")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="at least 2 classes"):
+        rank_models(tmp_path, ["lenet5_clean"], progress=False)
+
+
+def test_checkpoint_models_load_strictly(tmp_path):
+    net = torchvision.models.resnet18(num_classes=7)
+    good = tmp_path / "good.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, good)
+    backbone = resolve(f"resnet18={good}")
+    images = np.random.default_rng(0).integers(0, 255, size=(2, 40, 50, 3), dtype=np.uint8)
+    assert backbone.extract(images).shape == (2, 512)
+    assert backbone.spec.weights.startswith("sha256:")
+    bad = tmp_path / "bad.pth"
+    torch.save({k: v for k, v in net.state_dict().items() if not k.startswith("layer4")}, bad)
+    with pytest.raises(ValueError, match="missing keys.*layer4"):
+        resolve(f"resnet18={bad}")
+    with pytest.raises(FileNotFoundError):
+        resolve(f"resnet18={tmp_path / 'absent.pth'}")
+
+
+def test_offline_pretrained_weights_fail_clearly(monkeypatch):
+    import timm
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(WeightsUnavailable, match="could not fetch pretrained weights for timm:resnet18"):
+        resolve("timm:resnet18")
+    with pytest.raises(KeyError, match="unknown timm model"):
+        resolve("timm:resnet_does_not_exist")
