@@ -21,12 +21,19 @@ from .models import Backbone, ModelSpec
 __all__ = ["feature_key", "cached_features"]
 
 
+#: The code a feature file depends on, by runtime (editing other modules keeps caches valid).
+_CODE = {"tflite": ("features", "models._spec", "models.tflite", "data.images"),
+         "torch": ("features", "models._spec", "models.torch_backbone", "models.nets", "models.hub",
+                   "data.images")}
+
+
 def feature_key(spec: ModelSpec, source: ImageSource, indices: np.ndarray) -> str:
+    """The cache key of ``spec``'s features on ``source[indices]`` (see the module docstring)."""
     weights = assets.manifest()[spec.asset].sha256 if spec.asset else (spec.weights or "builtin")
     return records.content_key("features", spec.name, weights, spec.input_size, spec.channels,
                                spec.normalisation, source.content_id,
                                records.content_key(np.asarray(indices).tolist()),
-                               records.code_version("features", "models", "data"))
+                               records.code_version(*_CODE[spec.runtime]))
 
 
 def cached_features(path: str | Path, spec: ModelSpec, source: ImageSource, indices: np.ndarray, *,

@@ -105,7 +105,7 @@ class StudyParams:
 
     study: str
     datasets: dict[str, DatasetParams]
-    models: tuple[str, ...] | Literal["all"] = "all"
+    models: tuple[str, ...] | str = "pocket"  # a list of names, or a zoo: pocket, paper-ssl, ...
     description: str = ""
     seed: int = 0
     output: str | None = None  # default results/<study>
@@ -246,7 +246,9 @@ def _validate(params: StudyParams, where: str) -> StudyParams:
                 _fail(where, f"datasets.{name}.{key} must be at least 2, got {cap}")
         if not 0 < options.test_fraction < 1:
             _fail(where, f"datasets.{name}.test_fraction must be in (0, 1)")
-    if params.models != "all":
+    if isinstance(params.models, str):
+        _check_names("model zoo", [params.models], models.zoos(), f"{where}: models")
+    else:
         _check_names("model", params.models, models.list_models(), f"{where}: models")
         if len(set(params.models)) != len(params.models):
             _fail(where, "models: a model is listed twice")

@@ -97,7 +97,8 @@ class Study:
 
     @cached_property
     def models(self) -> list[str]:
-        return models.list_models() if self.params.models == "all" else list(self.params.models)
+        chosen = self.params.models
+        return models.list_models(zoo=chosen) if isinstance(chosen, str) else list(chosen)
 
     @property
     def datasets(self) -> list[str]:
@@ -368,7 +369,9 @@ class Study:
         if table is None:
             raise ParamsError(f"{self.params.study}: evaluation uses 'published' ground truth but "
                               "groundtruth.published names no table")
-        return pd.read_csv(Path(self.params.root) / table)
+        from .groundtruth.published import load_published_accuracies
+
+        return load_published_accuracies(Path(self.params.root) / table)
 
     def accuracies(self) -> dict[str, pd.DataFrame]:
         """Each ground truth as one accuracy per (model, dataset): columns model, dataset,

@@ -11,17 +11,17 @@ from conftest import needs_assets
 
 
 def test_registry_has_the_17_distinct_pocket_models():
-    names = models.list_models()
+    names = models.list_models(zoo="pocket")
     assert len(names) == len(set(names)) == 17
     assert len(models.list_models(family="mobilenet")) == 8
-    assert set(models.list_models(trainable=True)) == {
+    assert set(models.list_models(zoo="pocket", trainable=True)) == {
         "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "lenet5_clean", "lenet5_adv"}
     with pytest.raises(KeyError, match="did you mean .*'cifar_resnet20'"):
         models.get_spec("cifar_resnet2")
 
 
 @needs_assets
-@pytest.mark.parametrize("name", models.list_models())
+@pytest.mark.parametrize("name", models.list_models(zoo="pocket"))
 def test_every_model_extracts_finite_features_of_its_dimension(name):
     backbone = models.create_model(name)
     images = np.random.default_rng(0).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)

@@ -12,5 +12,6 @@ from ._source import ImageSource, Split, available, create, register, split
 
 from . import pocket  # noqa: E402,F401  (registers the pocket targets)
 from . import folders  # noqa: E402,F401  (registers imagefolder and csv)
+from . import paper  # noqa: E402,F401  (registers the paper studies' datasets)
 
 __all__ = ["ImageSource", "Split", "available", "create", "register", "split"]

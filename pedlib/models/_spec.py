@@ -9,7 +9,7 @@ import numpy as np
 
 from .._registry import Registry
 
-__all__ = ["ModelSpec", "Backbone", "register_model", "create_model", "list_models", "get_spec"]
+__all__ = ["ModelSpec", "Backbone", "register_model", "create_model", "list_models", "get_spec", "zoos"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class ModelSpec:
     weights : str
         Identifies weights that are not a manifest asset (a torchvision weights enum, a
         checkpoint's sha256); part of the feature cache key.
+    zoo : str
+        The collection it belongs to: "pocket", "paper-ssl" or "paper-supervised".
     """
 
     name: str
@@ -51,6 +53,7 @@ class ModelSpec:
     trainable: bool
     factory: Callable[..., "Backbone"] = field(repr=False, compare=False, default=None)
     weights: str = ""
+    zoo: str = "pocket"
 
 
 class Backbone:
@@ -99,13 +102,19 @@ def get_spec(name: str) -> ModelSpec:
     return _MODELS.get(name)
 
 
-def list_models(*, family: str | None = None, source: str | None = None,
+def list_models(*, zoo: str | None = None, family: str | None = None, source: str | None = None,
                 trainable: bool | None = None) -> list[str]:
     """Registered model names, optionally filtered."""
     return [name for name in _MODELS
-            if (family is None or _MODELS.get(name).family == family)
+            if (zoo is None or _MODELS.get(name).zoo == zoo)
+            and (family is None or _MODELS.get(name).family == family)
             and (source is None or _MODELS.get(name).source == source)
             and (trainable is None or _MODELS.get(name).trainable == trainable)]
+
+
+def zoos() -> list[str]:
+    """The model collections ("pocket", "paper-ssl", "paper-supervised")."""
+    return list(dict.fromkeys(_MODELS.get(name).zoo for name in _MODELS))
 
 
 def create_model(name: str, *, mirror=None) -> Backbone:

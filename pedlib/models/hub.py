@@ -153,9 +153,8 @@ def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
     WeightsUnavailable
         Pretrained weights could not be downloaded.
     """
-    if name in list_models():
-        spec_backbone = create_model(name, mirror=mirror)
-        return spec_backbone
+    if name in list_models() and name not in list_models(zoo="paper-supervised"):
+        return create_model(name, mirror=mirror)
     arch, _, checkpoint = name.partition("=")
     try:
         if checkpoint:

@@ -1,0 +1,311 @@
+"""The paper studies' 11 target datasets (and ImageNet val for PED's reference), read from
+their original on-disk layouts with torchvision's dataset classes where they exist.
+
+Each factory takes ``root`` (default ``$PEDLIB_DATA/<name>``, else
+``~/.cache/pedlib/data/<name>``), the folder torchvision's class expects (``download=True``
+is deliberately not used: it would hide a missing dataset behind a multi-GB download; the
+README lists each dataset's source). Train is ``trainval`` where the dataset has one.
+
+| name | source layout under root | split | reported metric |
+|---|---|---|---|
+| aircraft | fgvc-aircraft-2013b/ (torchvision FGVCAircraft, variants) | trainval / test | mean per-class accuracy |
+| caltech101 | 101_ObjectCategories/ + the ssl-transfer split | 2,416 / 6,728 (params/published) | mean per-class accuracy |
+| cars | stanford_cars/ (torchvision StanfordCars; manual download) | train / test | accuracy |
+| cifar10, cifar100 | cifar-10-batches-py/, cifar-100-python/ (the python pickles) | train / test | accuracy |
+| dtd | dtd/ (torchvision DTD, partition 1) | train+val / test | accuracy |
+| flowers | flowers-102/ (jpg/, imagelabels.mat, setid.mat) | train+val / test | mean per-class accuracy |
+| food | food-101/ (torchvision Food101) | train / test | accuracy |
+| pets | oxford-iiit-pet/ (torchvision OxfordIIITPet) | trainval / test | mean per-class accuracy |
+| sun397 | SUN397/ (ClassName.txt, Partitions/Training_01.txt, Testing_01.txt) | partition 1 | accuracy |
+| voc2007 | VOCdevkit/VOC2007 (torchvision VOCDetection) | trainval / test | 11-point mAP |
+
+VOC2007 is multi-label; transferability metrics need one label per image, so an image's
+label for scoring is the class of its largest (by box area) non-difficult object, else its
+largest object (the reference code's choice is not documented; this one is stated here).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ._source import ImageSource, register
+from .images import decode_many
+
+_LOADER_VERSION = "1"
+_PUBLISHED = Path(__file__).resolve().parents[2] / "params" / "published"
+
+
+def default_root(name: str) -> Path:
+    base = os.environ.get("PEDLIB_DATA")
+    return Path(base) / name if base else Path.home() / ".cache" / "pedlib" / "data" / name
+
+
+def _missing(name: str, root: Path, what: str, error: Exception | None = None) -> FileNotFoundError:
+    return FileNotFoundError(f"dataset {name!r} not found under {root} (expected {what}"
+                             + (f"; {error}" if error else "") + "). Download it as the README's "
+                             "'Paper studies' section says, and pass root= or set PEDLIB_DATA")
+
+
+def _decode(paths: list[str], size: int, name: str, indices: np.ndarray) -> np.ndarray:
+    images, readable = decode_many([paths[i] for i in indices], size, 3,
+                                   progress=len(indices) > 200, desc=f"decode {name}")
+    if not readable.all():
+        raise OSError(f"{name}: {int((~readable).sum())} image(s) could not be read")
+    return images
+
+
+def _source(name, paths, labels, classes, split, size, root) -> ImageSource:
+    labels = np.asarray(labels, dtype=np.int64)
+    return ImageSource(name, labels, tuple(map(str, classes)),
+                       partial(_decode, [str(p) for p in paths], size, name), 3,
+                       f"{name}|{Path(root).resolve()}|n={len(paths)}|size={size}|loader={_LOADER_VERSION}",
+                       np.asarray(split))
+
+
+def _two_splits(name, root, size, make, train_splits, test_split, what):
+    """Concatenate torchvision split objects: train parts, then test."""
+    paths, labels, split, classes = [], [], [], None
+    for part, role in [(s, "train") for s in train_splits] + [(test_split, "test")]:
+        try:
+            files, targets, classes = make(part)
+        except RuntimeError as error:
+            raise _missing(name, root, what, error) from None
+        paths += list(files)
+        labels += list(targets)
+        split += [role] * len(files)
+    return _source(name, paths, labels, classes, split, size, root)
+
+
+@register("aircraft")
+def aircraft(*, root=None, size: int = 224, **_):
+    from torchvision.datasets import FGVCAircraft
+
+    root = Path(root or default_root("aircraft"))
+
+    def make(part):
+        d = FGVCAircraft(str(root), split=part, annotation_level="variant", download=False)
+        return d._image_files, d._labels, d.classes
+
+    return _two_splits("aircraft", root, size, make, ["trainval"], "test", "fgvc-aircraft-2013b/")
+
+
+@register("dtd")
+def dtd(*, root=None, size: int = 224, partition: int = 1, **_):
+    from torchvision.datasets import DTD
+
+    root = Path(root or default_root("dtd"))
+
+    def make(part):
+        d = DTD(str(root), split=part, partition=partition, download=False)
+        return d._image_files, d._labels, d.classes
+
+    return _two_splits("dtd", root, size, make, ["train", "val"], "test", "dtd/images, dtd/labels")
+
+
+@register("food")
+def food(*, root=None, size: int = 224, **_):
+    from torchvision.datasets import Food101
+
+    root = Path(root or default_root("food"))
+
+    def make(part):
+        d = Food101(str(root), split=part, download=False)
+        return d._image_files, d._labels, d.classes
+
+    return _two_splits("food", root, size, make, ["train"], "test", "food-101/meta, food-101/images")
+
+
+@register("pets")
+def pets(*, root=None, size: int = 224, **_):
+    from torchvision.datasets import OxfordIIITPet
+
+    root = Path(root or default_root("pets"))
+
+    def make(part):
+        d = OxfordIIITPet(str(root), split=part, download=False)
+        return d._images, d._labels, d.classes
+
+    return _two_splits("pets", root, size, make, ["trainval"], "test", "oxford-iiit-pet/")
+
+
+@register("cars")
+def cars(*, root=None, size: int = 224, **_):
+    from torchvision.datasets import StanfordCars
+
+    root = Path(root or default_root("cars"))
+
+    def make(part):
+        d = StanfordCars(str(root), split=part, download=False)
+        return [p for p, _ in d._samples], [t for _, t in d._samples], d.classes
+
+    return _two_splits("cars", root, size, make, ["train"], "test",
+                       "stanford_cars/devkit, cars_train, cars_test, cars_test_annos_withlabels.mat")
+
+
+def _cifar(name: str, folder: str, files: dict, label_key: bytes, meta: tuple, root, size: int):
+    root = Path(root or default_root(name))
+    base = root / folder
+    if not base.is_dir():
+        raise _missing(name, root, f"{folder}/ with the python pickles")
+    arrays, labels, split = [], [], []
+    for role, names in files.items():
+        for file in names:
+            with open(base / file, "rb") as handle:
+                batch = pickle.load(handle, encoding="bytes")
+            arrays.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels += list(batch[label_key])
+            split += [role] * len(batch[label_key])
+    with open(base / meta[0], "rb") as handle:
+        classes = [c.decode() for c in pickle.load(handle, encoding="bytes")[meta[1]]]
+    images = np.concatenate(arrays)
+    return ImageSource(name, np.asarray(labels, dtype=np.int64), tuple(classes),
+                       partial(_resize_array, images, size), 3,
+                       f"{name}|{root.resolve()}|n={len(labels)}|size={size}|loader={_LOADER_VERSION}",
+                       np.asarray(split))
+
+
+def _resize_array(images: np.ndarray, size: int, indices: np.ndarray) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    chosen = images[indices]
+    if size == chosen.shape[1]:
+        return chosen
+    x = torch.from_numpy(chosen).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+@register("cifar10_python")
+def cifar10_python(*, root=None, size: int = 224, **_):
+    """CIFAR-10 from its python pickles (50,000 train / 10,000 test)."""
+    return _cifar("cifar10", "cifar-10-batches-py",
+                  {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+                  b"labels", ("batches.meta", b"label_names"), root, size)
+
+
+@register("cifar100_python")
+def cifar100_python(*, root=None, size: int = 224, **_):
+    """CIFAR-100 (fine labels) from its python pickles."""
+    return _cifar("cifar100", "cifar-100-python", {"train": ["train"], "test": ["test"]},
+                  b"fine_labels", ("meta", b"fine_label_names"), root, size)
+
+
+@register("flowers")
+def flowers(*, root=None, size: int = 224, **_):
+    """Oxford Flowers-102: train + val (20 per class) / test, labels 1..102 in imagelabels.mat."""
+    from scipy.io import loadmat
+
+    root = Path(root or default_root("flowers"))
+    base = root / "flowers-102"
+    try:
+        labels = loadmat(base / "imagelabels.mat", squeeze_me=True)["labels"].astype(np.int64) - 1
+        ids = loadmat(base / "setid.mat", squeeze_me=True)
+    except (OSError, FileNotFoundError) as error:
+        raise _missing("flowers", root, "flowers-102/jpg, imagelabels.mat, setid.mat", error) from None
+    paths, codes, split = [], [], []
+    for key, role in (("trnid", "train"), ("valid", "train"), ("tstid", "test")):
+        for image_id in np.atleast_1d(ids[key]):
+            paths.append(base / "jpg" / f"image_{int(image_id):05d}.jpg")
+            codes.append(labels[int(image_id) - 1])
+            split.append(role)
+    return _source("flowers", paths, codes, [str(c) for c in range(int(labels.max()) + 1)], split, size, root)
+
+
+@register("caltech101")
+def caltech101(*, root=None, size: int = 224, split_dir=None, **_):
+    """Caltech-101 with the ssl-transfer split (BACKGROUND_Google is class 0)."""
+    root = Path(root or default_root("caltech101"))
+    split_dir = Path(split_dir) if split_dir else _PUBLISHED / "caltech101_split"
+    images = root / "101_ObjectCategories"
+    if not images.is_dir():
+        raise _missing("caltech101", root, "101_ObjectCategories/<class>/<image>.jpg")
+    paths, codes, split, names = [], [], [], {}
+    for role in ("train", "test"):
+        listing = split_dir / f"{role}.txt"
+        if not listing.is_file():
+            raise FileNotFoundError(f"caltech101 split file {listing} is missing")
+        for line in listing.read_text().split("\n"):
+            if line.strip():
+                relative, label = line.rsplit(" ", 1)
+                paths.append(images / relative)
+                codes.append(int(label))
+                names.setdefault(int(label), relative.split("/")[0])
+                split.append(role)
+    classes = [names.get(i, str(i)) for i in range(max(names) + 1)]
+    return _source("caltech101", paths, codes, classes, split, size, root)
+
+
+@register("sun397")
+def sun397(*, root=None, size: int = 224, partition: int = 1, **_):
+    """SUN397 with its official partition (Partitions/Training_0k.txt, Testing_0k.txt)."""
+    root = Path(root or default_root("sun397"))
+    base = root / "SUN397"
+    names_file = base / "ClassName.txt"
+    parts = {role: base / "Partitions" / f"{kind}_{partition:02d}.txt"
+             for role, kind in (("train", "Training"), ("test", "Testing"))}
+    if not names_file.is_file() or not all(p.is_file() for p in parts.values()):
+        raise _missing("sun397", root, "SUN397/ClassName.txt and SUN397/Partitions/")
+    classes = [line.strip() for line in names_file.read_text().split("\n") if line.strip()]
+    index = {c: i for i, c in enumerate(classes)}
+    paths, codes, split = [], [], []
+    for role, listing in parts.items():
+        for line in listing.read_text().split("\n"):
+            if line.strip():
+                relative = line.strip()
+                paths.append(base / relative.lstrip("/"))
+                codes.append(index[relative.rsplit("/", 1)[0]])
+                split.append(role)
+    return _source("sun397", paths, codes, [c.strip("/") for c in classes], split, size, root)
+
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
+
+
+def voc_label(annotation: dict) -> int:
+    """The class of the largest non-difficult object (else the largest object)."""
+    objects = annotation["annotation"]["object"]
+    objects = objects if isinstance(objects, list) else [objects]
+
+    def area(obj):
+        box = obj["bndbox"]
+        return (float(box["xmax"]) - float(box["xmin"])) * (float(box["ymax"]) - float(box["ymin"]))
+
+    easy = [o for o in objects if str(o.get("difficult", "0")) != "1"] or objects
+    return VOC_CLASSES.index(max(easy, key=area)["name"])
+
+
+@register("voc2007")
+def voc2007(*, root=None, size: int = 224, **_):
+    """PASCAL VOC 2007 classification: trainval / test, one label per image (see module doc)."""
+    import xml.etree.ElementTree as ElementTree
+
+    from torchvision.datasets import VOCDetection
+
+    root = Path(root or default_root("voc2007"))
+
+    def make(part):
+        d = VOCDetection(str(root), year="2007", image_set=part, download=False)
+        labels = [voc_label(d.parse_voc_xml(ElementTree.parse(a).getroot())) for a in d.annotations]
+        return d.images, labels, VOC_CLASSES
+
+    return _two_splits("voc2007", root, size, make, ["trainval"], "test", "VOCdevkit/VOC2007/")
+
+
+@register("imagenet")
+def imagenet(*, root=None, size: int = 224, **_):
+    """ILSVRC-2012 val as an ImageFolder (class per sub-folder), supplied by the user: PED's
+    reference sample in the paper studies."""
+    from .folders import imagefolder
+
+    root = Path(root or default_root("imagenet"))
+    if not root.is_dir():
+        raise _missing("imagenet", root, "an ImageFolder of ILSVRC-2012 val")
+    return imagefolder(root=root, size=size)

@@ -1,0 +1,48 @@
+"""Paper datasets: each factory reads a tiny fake in its dataset's real on-disk layout."""
+
+import numpy as np
+import pytest
+
+import fakes
+from pedlib import data
+
+CASES = ["aircraft", "dtd", "food", "pets", "cars", "cifar10_python", "cifar100_python", "flowers",
+         "sun397", "voc2007"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_paper_dataset_reads_its_real_layout(name, tmp_path):
+    expected = getattr(fakes, name.removesuffix("_python"))(tmp_path)
+    source = data.create(name, root=tmp_path, size=16)
+    assert (source.predefined == "train").sum() == expected["train"]
+    assert (source.predefined == "test").sum() == expected["test"]
+    assert len(source.classes) == expected["classes"]
+    if "labels" in expected:
+        assert list(source.labels) == expected["labels"]
+    images = source.load(np.arange(len(source)))
+    assert images.shape == (len(source), 16, 16, 3) and images.dtype == np.uint8
+    if name not in ("sun397", "voc2007"):  # those fakes have 1 train image per class
+        split = data.split(source, seed=0)
+        assert len(split.train) == expected["train"] and len(split.test) == expected["test"]
+
+
+def test_caltech101_uses_the_published_split(tmp_path):
+    expected = fakes.caltech101(tmp_path / "data", tmp_path / "split")
+    source = data.create("caltech101", root=tmp_path / "data", split_dir=tmp_path / "split", size=8)
+    assert (source.predefined == "train").sum() == expected["train"]
+    assert source.classes == ("BACKGROUND_Google", "accordion")
+    assert source.load([0, 1, 2]).shape == (3, 8, 8, 3)
+
+
+def test_published_caltech_split_has_the_documented_size():
+    from pedlib.data.paper import _PUBLISHED
+
+    train = (_PUBLISHED / "caltech101_split" / "train.txt").read_text().strip().split("\n")
+    test = (_PUBLISHED / "caltech101_split" / "test.txt").read_text().strip().split("\n")
+    assert (len(train), len(test)) == (2416, 6728)
+
+
+@pytest.mark.parametrize("name", CASES + ["caltech101", "imagenet"])
+def test_missing_paper_dataset_says_where_and_how(name, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found under .*PEDLIB_DATA"):
+        data.create(name, root=tmp_path / "nothing")
