@@ -113,12 +113,16 @@ def bootstrap_ci(scores: Mapping[str, float], accuracies: Mapping[str, float],
     names, s, a = align(scores, accuracies)
     rng = np.random.default_rng(seed)
     values = []
+    fast = statistic is weighted_tau  # the common case: skip building dicts per resample
     for draw in rng.integers(0, len(names), size=(n_boot, len(names))):
         if len(np.unique(draw)) < 2:
             continue
-        keys = [f"{i}:{j}" for i, j in enumerate(draw)]
         with np.errstate(all="ignore"):
-            value = statistic(dict(zip(keys, s[draw])), dict(zip(keys, a[draw])))
+            if fast:
+                value = float(scipy.stats.weightedtau(s[draw], a[draw]).statistic)
+            else:
+                keys = [f"{i}:{j}" for i, j in enumerate(draw)]
+                value = statistic(dict(zip(keys, s[draw])), dict(zip(keys, a[draw])))
         if np.isfinite(value):
             values.append(value)
     if not values:

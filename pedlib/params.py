@@ -42,6 +42,7 @@ class ExtractParams:
     batch_size: int = 64
     threads: int = 2
     device: str = "cpu"
+    image_size: int | None = None  # override every model's input size (tests, quick looks)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class LinearProbeParams:
     Cs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
     folds: int = 3
     max_iter: int = 500
+    threads: int | None = 1  # BLAS threads per fit (small fits: 1 avoids oversubscription)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class ReferenceParams:
     mode: Literal["source", "others", "none"] = "source"
     per_dataset: int = 200
     ablation: tuple[Literal["source", "others", "none"], ...] = ("others", "none")
+    roots: dict[str, str] = field(default_factory=dict)  # source dataset -> its folder (imagenet)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class EvaluationParams:
     bootstrap: int = 1000
     level: float = 0.95
     min_models: int = 3
+    paper_table: str | None = None  # a published weighted-tau table to compare with
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class StudyParams:
     reference: ReferenceParams = field(default_factory=ReferenceParams)
     sensitivity: SensitivityParams | None = field(default_factory=SensitivityParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+    score_threads: int | None = 1  # BLAS threads while scoring (None: the library default)
     root: str = "."  # folder that relative paths are resolved against (set by load_params)
 
     @property

@@ -210,6 +210,11 @@ def study_figures(study) -> dict[str, Path]:
         for metric in study.params.sensitivity.metrics:
             _save(sensitivity_heatmap(evaluation, scores, metric, first_truth),
                   out / f"sensitivity_{metric}.png", written, f"sensitivity_{metric}")
+    if study.params.evaluation.paper_table and (study.output / "paper_comparison.csv").exists():
+        comparison = pd.read_csv(study.output / "paper_comparison.csv")
+        for column in ("ours", "paper", "difference"):
+            wide = comparison.pivot_table(index="method", columns="dataset", values=column, sort=False)
+            _save_table(wide, out / f"paper_comparison_{column}", written, f"paper_comparison_{column}")
     _save(runtime_bars(scores), out / "runtime.png", written, "runtime")
     runtime = scores[scores.variant.isin(["plain", "ped"])].pivot_table(
         index="metric", columns="variant", values="seconds", aggfunc="median", sort=False)

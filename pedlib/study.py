@@ -14,6 +14,7 @@ returns a pandas DataFrame for the notebook to show.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import data, evaluate as evaluation, metrics, models, ped, records
@@ -79,6 +81,7 @@ class Study:
         self.progress = progress
         self._sources: dict[str, data.ImageSource] = {}
         self._splits: dict[str, data.Split] = {}
+        self._unavailable: set[str] = set()
 
     @classmethod
     def load(cls, study: str | os.PathLike, **options) -> "Study":
@@ -118,6 +121,12 @@ class Study:
             chosen.append(model)
         return chosen
 
+    def spec(self, model: str) -> models.ModelSpec:
+        """The model's spec, with ``extract.image_size`` applied (tests run paper models tiny)."""
+        spec = models.get_spec(model)
+        size = self.params.extract.image_size
+        return spec if size is None else dataclasses.replace(spec, input_size=size)
+
     def _record_params(self) -> dict:
         return self.params.as_dict()
 
@@ -127,8 +136,9 @@ class Study:
             options = self.params.datasets.get(dataset)
             kind = (options.type if options and options.type else dataset)
             kwargs = {"mirror": self.mirror}
-            if options and options.root:
-                kwargs["root"] = str(Path(self.params.root) / options.root)
+            root = options.root if options else self.params.reference.roots.get(dataset)
+            if root:
+                kwargs["root"] = str(Path(self.params.root) / root)
             self._sources[dataset] = data.create(kind, **kwargs)
         return self._sources[dataset]
 
@@ -153,8 +163,21 @@ class Study:
         return self.split(dataset)[part]
 
     def _source_dataset(self, model: str) -> str | None:
+        """The model's pretraining dataset when the study can read it (else None, warned once)."""
         source = models.get_spec(model).source
-        return source if source in data.available() else None
+        if source not in data.available():
+            return None
+        if source not in self._sources:
+            try:
+                self.source(source)
+            except (FileNotFoundError, OSError) as error:
+                if source not in self._unavailable:
+                    warnings.warn(f"PED reference: the source data {source!r} is not available ({error}); "
+                                  "using the other targets pooled instead, which is not the paper's "
+                                  "setting", UserWarning, stacklevel=2)
+                    self._unavailable.add(source)
+                return None
+        return source
 
     # ------------------------------------------------------------------ features
     def feature_path(self, model: str, dataset: str, part: str) -> Path:
@@ -181,7 +204,7 @@ class Study:
 
     def features(self, model: str, dataset: str, part: str) -> dict:
         """Features of ``model`` on ``dataset``'s ``part`` (train, test, reference), cached."""
-        spec = models.get_spec(model)
+        spec = self.spec(model)
         source = self.source(dataset)
         indices = self.indices(dataset, part)
         arrays, _ = cached_features(self.feature_path(model, dataset, part), spec, source, indices,
@@ -193,10 +216,12 @@ class Study:
 
 
     def _create_backbone(self, model: str):
-        spec = models.get_spec(model)
+        spec = self.spec(model)
         if spec.runtime == "tflite":
             return spec.factory(spec, mirror=self.mirror, threads=self.params.extract.threads)
-        return spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
+        backbone = spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
+        backbone.spec = spec
+        return backbone
 
     def extract(self) -> pd.DataFrame:
         """Stage 02: extract every (model, dataset, part) the study needs; returns a summary."""
@@ -205,7 +230,7 @@ class Study:
         images_cache: dict = {}
         for model, dataset, part in tqdm(jobs, desc="extract", disable=not self.progress):
             path = self.feature_path(model, dataset, part)
-            spec, source = models.get_spec(model), self.source(dataset)
+            spec, source = self.spec(model), self.source(dataset)
             indices = self.indices(dataset, part)
             fresh = records.is_fresh(path, feature_key(spec, source, indices))
             started = time.perf_counter()
@@ -247,7 +272,7 @@ class Study:
         probe = self.params.groundtruth.linear_probe
         jobs = [(m, d) for d in self.datasets for m in self.models]
         key = records.content_key("linear_probe", probe, self.params.seed,
-                                  [feature_key(models.get_spec(m), self.source(d), self.indices(d, p))
+                                  [feature_key(self.spec(m), self.source(d), self.indices(d, p))
                                    for m, d in jobs for p in ("train", "test")],
                                   records.code_version("groundtruth", "validation"))
         if records.is_fresh(path, key):
@@ -265,7 +290,7 @@ class Study:
             started = time.perf_counter()
             result = linear_probe(train["features"], train["labels"], test["features"], test["labels"],
                                   seed=self.params.seed, Cs=probe.Cs, folds=probe.folds,
-                                  max_iter=probe.max_iter)
+                                  max_iter=probe.max_iter, threads=probe.threads)
             frame = pd.DataFrame([dict(model=model, dataset=dataset, **result,
                                        seconds=time.perf_counter() - started)])
             records.write_csv(frame, cell)
@@ -416,7 +441,7 @@ class Study:
 
     def _score_key(self, model: str, dataset: str) -> str:
         parts = ["train"] + (["reference"] if len(self.datasets) > 1 else [])
-        inputs = [feature_key(models.get_spec(model), self.source(dataset), self.indices(dataset, "train"))]
+        inputs = [feature_key(self.spec(model), self.source(dataset), self.indices(dataset, "train"))]
         for mode in {v[1] for v in self._variants()}:
             if mode != "none":
                 inputs.append((mode, self._reference_keys(model, dataset, mode)))
@@ -428,7 +453,7 @@ class Study:
         source = self._source_dataset(model)
         sets = [source] if (mode == "source" and source is not None and source != target) else \
             [d for d in self.datasets if d != target]
-        spec = models.get_spec(model)
+        spec = self.spec(model)
         return [feature_key(spec, self.source(d), self.reference_indices(d)) for d in sets]
 
     def score_cell(self, model: str, dataset: str) -> pd.DataFrame:
@@ -478,7 +503,8 @@ class Study:
             if records.is_fresh(cell, key):
                 frames.append(pd.read_csv(cell, keep_default_na=False, na_values=[""]))
                 continue
-            frame = self.score_cell(model, dataset)
+            with threadpool_limits(limits=self.params.score_threads):
+                frame = self.score_cell(model, dataset)
             records.write_csv(frame, cell)
             records.write_record(cell, key, params=self._record_params(), seed=self.params.seed)
             frames.append(frame)
@@ -511,9 +537,11 @@ class Study:
                     with np.errstate(all="ignore"), warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         stats = evaluation.correlations(s, a)
+                        # intervals for the main comparison (plain vs PED); the ablation and
+                        # sensitivity variants are point estimates (1000 resamples each add up)
                         low, high = evaluation.bootstrap_ci(s, a, n_boot=ev.bootstrap, level=ev.level,
                                                             seed=self.params.seed) \
-                            if ev.bootstrap else (np.nan, np.nan)
+                            if ev.bootstrap and first.variant in ("plain", "ped") else (np.nan, np.nan)
                     rows.append(dict(groundtruth=truth_name, pool=pool, dataset=dataset, method=method,
                                      metric=first.metric, variant=first.variant, n_models=len(s),
                                      **stats, wtau_low=low, wtau_high=high))
@@ -528,6 +556,33 @@ class Study:
         records.write_csv(table, path)
         records.write_record(path, records.content_key(table.to_csv()), params=self._record_params(),
                              seed=self.params.seed)
+        if ev.paper_table:
+            self.paper_comparison(table)
+        return table
+
+    def paper_comparison(self, evaluation: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Our weighted tau next to the paper's (``evaluation.paper_table``), per method and
+        dataset, with the difference and a mean row (over the datasets both have)."""
+        from .groundtruth.published import load_published_wtau
+
+        if evaluation is None:
+            evaluation = pd.read_csv(self.output / "evaluation.csv", keep_default_na=False, na_values=[""])
+        paper = load_published_wtau(Path(self.params.root) / self.params.evaluation.paper_table)
+        truth = "published" if "published" in set(evaluation.groundtruth) else evaluation.groundtruth.iloc[0]
+        ours = evaluation[(evaluation.groundtruth == truth) & (evaluation.pool == "all")
+                          & (evaluation.dataset != "mean")][["method", "dataset", "weighted_tau"]]
+        table = ours.merge(paper, on=["method", "dataset"], how="outer", suffixes=("_ours", "_paper"))
+        table = table.rename(columns={"weighted_tau_ours": "ours", "weighted_tau_paper": "paper"})
+        table = table[table.method.isin(set(paper.method)) | table.method.isin(
+            [f"{m}+ped" for m in paper.method])]
+        table["difference"] = table.ours - table.paper
+        both = table.dropna(subset=["ours", "paper"])
+        mean = both.groupby("method", sort=False)[["ours", "paper", "difference"]].mean().reset_index()
+        table = pd.concat([table, mean.assign(dataset="mean")], ignore_index=True)
+        path = self.output / "paper_comparison.csv"
+        records.write_csv(table, path)
+        records.write_record(path, records.content_key(table.to_csv()), params=self._record_params(),
+                             seed=self.params.seed, inputs={"paper_table": self.params.evaluation.paper_table})
         return table
 
     # ------------------------------------------------------------------ figures

@@ -33,11 +33,14 @@ notebook("01_finetune", "01 · Ground truth",
          "How well does each model really transfer? Two protocols: a linear probe on frozen "
          "features (every model) and fine-tuning (the PyTorch models; read from the committed "
          "table unless `recompute_finetune`). Protocols: `pedlib.groundtruth`.",
-         ["#Linear probe: cross-validated logistic regression on frozen train features, test accuracy.",
-          "probe = run.linear_probe()\nprobe.pivot_table(index='model', columns='dataset', values='accuracy', sort=False).round(3)",
-          "#Fine-tuning: SGD + Nesterov, cosine schedule, grid selected on validation, mean over seeds.",
-          "finetuned = run.finetune(recompute=recompute_finetune) if run.params.groundtruth.finetune.enabled else None\n"
-          "finetuned if finetuned is None else finetuned.groupby(['model', 'dataset'], sort=False).test_accuracy.agg(['mean', 'std']).unstack().round(3)"],
+         ["#Every ground truth the study evaluates against (params: evaluation.groundtruth).",
+          "truths = run.groundtruth(recompute_finetune=recompute_finetune)\n{name: len(table) for name, table in truths.items()}",
+          "#Accuracy per model and target, one table per ground truth (fine-tuning: mean over seeds).",
+          "for name, table in run.accuracies().items():\n"
+          "    display(Markdown(f'**{name}**'), table.pivot_table(index='model', columns='dataset', values='accuracy', sort=False).round(3))",
+          "#Fine-tuning spread over seeds (standard deviation), where the study fine-tunes.",
+          "accuracies = run.accuracies()\n"
+          "accuracies['finetune'].pivot_table(index='model', columns='dataset', values='accuracy_std', sort=False).round(4) if 'finetune' in accuracies else None"],
          extra_params="\nrecompute_finetune = False")
 
 notebook("02_extract", "02 · Features",
@@ -71,13 +74,10 @@ notebook("05_figures", "05 · Figures and tables",
          "Everything in `figures/<study>/`: weighted tau with and without PED, score-vs-accuracy "
          "scatters, PED trajectories, sensitivity to nsigma and time_step, runtime.",
          ["written = run.figures()\npd.Series({name: str(path) for name, path in written.items()}, name='file').to_frame()",
-          "#Main table: weighted tau against the linear probe, all models.",
-          "display(Markdown(written['wtau_linear_probe_all'].read_text()))",
-          "display(Image(filename=str(written['wtau_bars_linear_probe_all'])))",
-          "display(Image(filename=str(written['scatter_logme'])))",
-          "display(Image(filename=str(written['trajectory_best'])))\ndisplay(Image(filename=str(written['trajectory_worst'])))",
-          "[display(Image(filename=str(path))) for name, path in written.items() if name.startswith('sensitivity')];",
-          "display(Image(filename=str(written['runtime'])))"])
+          "#Main table: weighted tau of every method with and without PED, per target, against the first ground truth, all models.",
+          "display(Markdown(next(path for name, path in written.items() if name.startswith('wtau_') and not name.startswith('wtau_bars')).read_text()))",
+          "#Every figure.",
+          "for name, path in written.items():\n    if path.suffix == '.png':\n        display(Markdown(f'**{name}**'), Image(filename=str(path)))"])
 print("notebooks written to", HERE)
 
 
