@@ -85,6 +85,7 @@ class ReferenceParams:
     per_dataset: int = 200
     ablation: tuple[Literal["source", "others", "none"], ...] = ("others", "none")
     roots: dict[str, str] = field(default_factory=dict)  # source dataset -> its folder (imagenet)
+    require_source: bool = False  # warn when a model's source data is missing (paper studies)
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,13 @@ from . import data, evaluate as evaluation, metrics, models, ped, records
 from .features import cached_features, feature_key
 from .groundtruth import FinetuneConfig, finetune_cell, linear_probe
 from .params import ParamsError, StudyParams, load_params
+from .scoring import method_name, score_features
 
 __all__ = ["Study", "find_params", "method_name"]
 
 log = logging.getLogger(__name__)
 
-_SCORE_CODE = ("metrics", "ped", "_stats", "validation", "study")
+_SCORE_CODE = ("metrics", "ped", "_stats", "validation", "scoring")
 
 
 def find_params(study: str | os.PathLike) -> Path:
@@ -51,16 +52,6 @@ def find_params(study: str | os.PathLike) -> Path:
             return candidate
     raise ParamsError(f"no params/{study}.yaml in {Path.cwd()} or its parents; pass the path of "
                       "the study's params file")
-
-
-def method_name(metric: str, variant: str) -> str:
-    """``logme`` for the plain metric, ``logme+ped`` for PED's main setting, else
-    ``logme+ped[variant]``."""
-    if variant == "plain":
-        return metric
-    if variant == "ped":
-        return f"{metric}+ped"
-    return f"{metric}+ped[{variant.removeprefix('ped:')}]"
 
 
 class Study:
@@ -172,9 +163,13 @@ class Study:
                 self.source(source)
             except (FileNotFoundError, OSError) as error:
                 if source not in self._unavailable:
-                    warnings.warn(f"PED reference: the source data {source!r} is not available ({error}); "
-                                  "using the other targets pooled instead, which is not the paper's "
-                                  "setting", UserWarning, stacklevel=2)
+                    message = (f"PED reference: the source data {source!r} is not available ({error}); "
+                               "using the other targets pooled instead")
+                    if self.params.reference.require_source:
+                        warnings.warn(message + ", which is not the paper's setting", UserWarning,
+                                      stacklevel=2)
+                    else:
+                        log.info(message)
                     self._unavailable.add(source)
                 return None
         return source
@@ -460,36 +455,15 @@ class Study:
         """Every metric on ``model``'s train features of ``dataset``, plain and with each PED
         variant; one row per (metric, variant)."""
         train = self.features(model, dataset, "train")
-        x, y = train["features"].astype(np.float64), train["labels"]
-        rows = []
-        sensitivity = set(self.params.sensitivity.metrics) if self.params.sensitivity else set()
-        for metric in self.params.metrics:
-            started = time.perf_counter()
-            value = metrics.get(metric)(x, y, **self.params.metric_options.get(metric, {}))
-            rows.append(dict(metric=metric, variant="plain", reference="", nsigma=np.nan,
-                             time_step=np.nan, ped_steps=0, score=value,
-                             seconds=time.perf_counter() - started))
-        references = {}
-        for variant, mode, options in self._variants():
-            if mode not in references:
-                references[mode] = self.reference(model, dataset, mode) if len(self.datasets) > 1 \
-                    or mode == "none" else None
-            started = time.perf_counter()
-            moved = ped.decline(x, y, references[mode], **options)
-            ped_seconds = time.perf_counter() - started
-            chosen = self.params.metrics if not variant.startswith("ped:nsigma") else \
-                [m for m in self.params.metrics if m in sensitivity]
-            for metric in chosen:
-                started = time.perf_counter()
-                value = metrics.get(metric)(moved.features, y, **self.params.metric_options.get(metric, {}))
-                rows.append(dict(metric=metric, variant=variant, reference=mode,
-                                 nsigma=options["nsigma"], time_step=options["time_step"],
-                                 ped_steps=moved.steps, score=value,
-                                 seconds=time.perf_counter() - started + ped_seconds))
-        frame = pd.DataFrame(rows)
+        variants = self._variants()
+        references = {mode: (self.reference(model, dataset, mode)
+                             if len(self.datasets) > 1 or mode == "none" else None)
+                      for mode in dict.fromkeys(v[1] for v in variants)}
+        sensitivity = self.params.sensitivity.metrics if self.params.sensitivity else ()
+        frame = score_features(train["features"], train["labels"], self.params.metrics,
+                               self.params.metric_options, variants, references, sensitivity)
         frame.insert(0, "dataset", dataset)
         frame.insert(0, "model", model)
-        frame.insert(4, "method", [method_name(m, v) for m, v in zip(frame.metric, frame.variant)])
         return frame
 
     def score(self) -> pd.DataFrame:
