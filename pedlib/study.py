@@ -27,7 +27,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from . import data, evaluate as evaluation, metrics, models, ped, records
+from . import data, evaluate as evaluation, models, ped, records
 from .features import cached_features, feature_key
 from .groundtruth import FinetuneConfig, finetune_cell, linear_probe
 from .params import ParamsError, StudyParams, load_params

@@ -4,7 +4,6 @@ import pytest
 import pedlib
 from pedlib.ped import decline
 from oracles import ped_explicit
-from conftest import make_blobs
 
 IDENTITY_REFERENCE = np.array([[-1.0], [1.0]])  # mean 0, std 1: Z = X
 
