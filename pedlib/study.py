@@ -269,7 +269,7 @@ class Study:
         key = records.content_key("linear_probe", probe, self.params.seed,
                                   [feature_key(self.spec(m), self.source(d), self.indices(d, p))
                                    for m, d in jobs for p in ("train", "test")],
-                                  records.code_version("groundtruth", "validation"))
+                                  records.code_version("groundtruth.linear_probe", "validation"))
         if records.is_fresh(path, key):
             return pd.read_csv(path)
         cell_dir = self.output / "groundtruth" / "linear_probe"
@@ -329,7 +329,8 @@ class Study:
         """
         path = self.finetune_table_path()
         key = self._finetune_key()
-        code = records.code_version("groundtruth", "models", "data")
+        code = records.code_version("groundtruth.finetune", "models.nets", "models.torch_backbone",
+                                    "models.pocket", "data.images", "data._source")
         if not recompute and records.is_fresh(path, key):
             made_by = (records.read_record(path) or {}).get("code_version")
             if made_by != code:
