@@ -22,7 +22,7 @@ from . import data as datasets, metrics, ped, records
 from .features import cached_features
 from .models.hub import resolve
 
-__all__ = ["RECOMMENDED", "RankResult", "cluster_view", "load_images", "rank_models"]
+__all__ = ["RECOMMENDED", "RankResult", "cluster_view", "load_images", "rank_models", "save_cluster_views"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,21 @@ def cluster_view(result: RankResult, model: str):
     moved = ped.decline(x, labels, reference, **{**ped.DEFAULTS, **result.ped_options})
     rank = int(result.table.index[result.table.model == model][0]) + 1
     return ped_trajectory(moved, x, labels, reference, title=f"{model} (rank {rank} of {len(result.table)})")
+
+
+def save_cluster_views(result: RankResult, out) -> dict[str, Path]:
+    """Write the best and the worst model's :func:`cluster_view` to ``out/clusters_<rank>.png``."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    paths = {}
+    for label, model in (("best", result.table.model.iloc[0]), ("worst", result.table.model.iloc[-1])):
+        fig = cluster_view(result, model)
+        path = out / f"clusters_{label}.png"
+        records.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+        plt.close(fig)
+        paths[model] = path
+    return paths
 
 
 def load_images(path: str | Path, *, size: int = 224) -> datasets.ImageSource:

@@ -141,3 +141,19 @@ def test_offline_pretrained_weights_fail_clearly(monkeypatch):
         resolve("timm:resnet18")
     with pytest.raises(KeyError, match="unknown timm model"):
         resolve("timm:resnet_does_not_exist")
+
+
+@needs_assets
+def test_select_notebook_runs_headless_on_a_folder(folder, tmp_path):
+    papermill = pytest.importorskip("papermill")
+    from conftest import ROOT
+
+    out = tmp_path / "select"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "06_select.ipynb"), str(tmp_path / "06.ipynb"),
+                               parameters={"data": str(folder), "models": FAST[:2], "out": str(out),
+                                           "progress": False, "max_per_class": 5},
+                               cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
+    table = pd.read_csv(out / "ranking.csv")
+    assert sorted(table.model) == sorted(FAST[:2])
+    executed = (tmp_path / "06.ipynb").read_text()
+    assert executed.count("image/png") >= 3  # the bar chart and two cluster views

@@ -89,7 +89,7 @@ def select_notebook():
         "features of each candidate on your labelled images (cached), score them with and without "
         "PED, rank, and look at the best and the worst model's class clusters before and after PED."))
     nb.cells.append(new_code_cell("from IPython.display import Image, display\n\n"
-                                  "from pedlib import assets\nfrom pedlib.select import cluster_view, rank_models"))
+                                  "from pedlib import assets\nfrom pedlib.select import rank_models, save_cluster_views"))
     nb.cells.append(new_code_cell(
         'data = None  # an ImageFolder or a CSV of path,label; None: the Flowers-12 train images (demo)\n'
         'models = ["mobilenet_v2_1.0_224", "mobilenet_v1_0.25_128", "cifar_resnet56", "lenet5_clean"]\n'
@@ -104,8 +104,8 @@ def select_notebook():
     nb.cells.append(new_markdown_cell("Class clusters of the best and the worst model, in the 2-D PCA "
                                       "plane of the standardised features, before and after PED."))
     nb.cells.append(new_code_cell(
-        "for model in (result.table.model.iloc[0], result.table.model.iloc[-1]):\n"
-        "    display(cluster_view(result, model))"))
+        "for model, path in save_cluster_views(result, out).items():\n"
+        "    display(Image(filename=str(path)))"))
     nbformat.write(nb, HERE / "06_select.ipynb")
 
 
