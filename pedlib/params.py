@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .groundtruth.finetune import FinetuneConfig
+
 __all__ = ["ParamsError", "StudyParams", "DatasetParams", "GroundTruthParams", "LinearProbeParams",
            "FinetuneParams", "ReferenceParams", "SensitivityParams", "EvaluationParams",
            "ExtractParams", "load_params", "parse_params"]
@@ -54,18 +56,13 @@ class LinearProbeParams:
 
 
 @dataclass(frozen=True)
-class FinetuneParams:
+class FinetuneParams(FinetuneConfig):
+    """The fine-tuning protocol (:class:`pedlib.groundtruth.FinetuneConfig`) and where its
+    table lives."""
+
     enabled: bool = True
     table: str | None = None  # committed result table; None: results/<study>/groundtruth/finetune.csv
     models: tuple[str, ...] | Literal["trainable"] = "trainable"
-    learning_rates: tuple[float, ...] = (0.01, 0.03)
-    weight_decays: tuple[float, ...] = (0.0, 5e-4)
-    steps: int = 100
-    batch_size: int = 32
-    momentum: float = 0.9
-    val_fraction: float = 0.2
-    seeds: tuple[int, ...] = (0, 1, 2)
-    threads: int = 2
 
 
 @dataclass(frozen=True)

@@ -303,9 +303,7 @@ class Study:
 
     def finetune_config(self) -> FinetuneConfig:
         p = self.params.groundtruth.finetune
-        return FinetuneConfig(learning_rates=p.learning_rates, weight_decays=p.weight_decays,
-                              steps=p.steps, batch_size=p.batch_size, momentum=p.momentum,
-                              val_fraction=p.val_fraction, seeds=p.seeds, threads=p.threads)
+        return FinetuneConfig(**{f.name: getattr(p, f.name) for f in dataclasses.fields(FinetuneConfig)})
 
     def finetune_table_path(self) -> Path:
         table = self.params.groundtruth.finetune.table

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ._source import ImageSource, register
-from .images import decode_many
+from .images import decode_indexed
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +50,11 @@ def _build(name: str, paths: list[Path], labels: list[str], size: int) -> ImageS
         raise ValueError(f"{name}: none of the images could be read ({len(skipped)} skipped)")
     classes, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     source = ImageSource(name, codes.astype(np.int64), tuple(classes.tolist()),
-                         partial(_decode, [str(p) for p in paths], size, name), 3,
+                         partial(decode_indexed, [str(p) for p in paths], size, 3, name), 3,
                          f"{name}|{_fingerprint(paths, labels)}|size={size}")
     object.__setattr__(source, "skipped", skipped)
     object.__setattr__(source, "paths", tuple(str(p) for p in paths))
     return source
-
-
-def _decode(paths: list[str], size: int, name: str, indices: np.ndarray) -> np.ndarray:
-    images, readable = decode_many([paths[i] for i in indices], size, 3,
-                                   progress=len(indices) > 200, desc=f"decode {name}")
-    if not readable.all():
-        raise OSError(f"{name}: {int((~readable).sum())} image(s) became unreadable after the scan")
-    return images
 
 
 @register("imagefolder")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["decode", "decode_many", "to_model_input"]
+__all__ = ["decode", "decode_many", "decode_indexed", "to_model_input"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,18 @@ def decode_many(paths: Sequence[str | Path], size: int, channels: int = 3, *,
             log.warning("skipping unreadable image %s: %s", path, error)
             readable[i] = False
     return out[readable], readable
+
+
+def decode_indexed(paths: Sequence[str], size: int, channels: int, name: str,
+                   indices: np.ndarray) -> np.ndarray:
+    """Decode ``paths[indices]`` (a dataset loader); an unreadable file here is an error, since
+    datasets check or checksum their files when they are built."""
+    images, readable = decode_many([paths[i] for i in indices], size, channels,
+                                   progress=len(indices) > 200, desc=f"decode {name}")
+    if not readable.all():
+        bad = [paths[i] for i, ok in zip(indices, readable) if not ok]
+        raise OSError(f"{name}: {len(bad)} image(s) could not be read, e.g. {bad[0]}")
+    return images
 
 
 def to_model_input(images: np.ndarray, size: int, channels: int) -> torch.Tensor:

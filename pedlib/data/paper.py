@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ._source import ImageSource, register
-from .images import decode_many
+from .images import decode_indexed
 
 _LOADER_VERSION = "1"
 _PUBLISHED = Path(__file__).resolve().parents[2] / "params" / "published"
@@ -51,18 +51,10 @@ def _missing(name: str, root: Path, what: str, error: Exception | None = None) -
                              "'Paper studies' section says, and pass root= or set PEDLIB_DATA")
 
 
-def _decode(paths: list[str], size: int, name: str, indices: np.ndarray) -> np.ndarray:
-    images, readable = decode_many([paths[i] for i in indices], size, 3,
-                                   progress=len(indices) > 200, desc=f"decode {name}")
-    if not readable.all():
-        raise OSError(f"{name}: {int((~readable).sum())} image(s) could not be read")
-    return images
-
-
 def _source(name, paths, labels, classes, split, size, root) -> ImageSource:
     labels = np.asarray(labels, dtype=np.int64)
     return ImageSource(name, labels, tuple(map(str, classes)),
-                       partial(_decode, [str(p) for p in paths], size, name), 3,
+                       partial(decode_indexed, [str(p) for p in paths], size, 3, name), 3,
                        f"{name}|{Path(root).resolve()}|n={len(paths)}|size={size}|loader={_LOADER_VERSION}",
                        np.asarray(split))
 

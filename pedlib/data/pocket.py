@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import assets
 from ._source import ImageSource, register
-from .images import decode_many
+from .images import decode_indexed
 
 _LOADER_VERSION = "1"
 
@@ -33,15 +33,6 @@ def _folder_samples(root) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
     folder = ImageFolder(str(root))
     paths = [path for path, _ in folder.samples]
     return paths, np.asarray(folder.targets, dtype=np.int64), tuple(folder.classes)
-
-
-def _decode_at(paths: list[str], size: int, channels: int, name: str, indices: np.ndarray):
-    images, readable = decode_many([paths[i] for i in indices], size, channels,
-                                   progress=len(indices) > 200, desc=f"decode {name}")
-    if not readable.all():
-        raise OSError(f"{name}: {int((~readable).sum())} asset images could not be read; "
-                      "the asset is corrupt (its checksum should have caught this)")
-    return images
 
 
 def _from_array(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -59,7 +50,7 @@ def flowers12(*, mirror=None, size: int = 224) -> ImageSource:
     paths = train_paths + test_paths
     predefined = np.array(["train"] * len(train_paths) + ["test"] * len(test_paths))
     return ImageSource("flowers12", np.concatenate([train_labels, test_labels]), classes,
-                       partial(_decode_at, paths, size, 3, "flowers12"), 3,
+                       partial(decode_indexed, paths, size, 3, "flowers12"), 3,
                        _content_id("flowers12", assets.manifest()["data/flowers12"].sha256,
                                    f"size={size}"), predefined)
 
@@ -69,7 +60,7 @@ def cifar10(*, mirror=None) -> ImageSource:
     """The 10,000 CIFAR-10 test images as JPEGs, class per folder."""
     root = assets.resolve("data/cifar10_test_jpeg", mirror=mirror)
     paths, labels, classes = _folder_samples(root)
-    return ImageSource("cifar10", labels, classes, partial(_decode_at, paths, 32, 3, "cifar10"), 3,
+    return ImageSource("cifar10", labels, classes, partial(decode_indexed, paths, 32, 3, "cifar10"), 3,
                        _content_id("cifar10", assets.manifest()["data/cifar10_test_jpeg"].sha256))
 
 
