@@ -184,6 +184,16 @@ def study_figures(study) -> dict[str, Path]:
     scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
     evaluation = pd.read_csv(study.output / "evaluation.csv", keep_default_na=False, na_values=[""])
     accuracies = study.accuracies()
+    comparison = study.output / "paper_comparison.csv"
+    key = records.content_key("figures", records.content_key(scores.to_csv()),
+                              records.content_key(evaluation.to_csv()),
+                              {n: records.content_key(t.to_csv()) for n, t in accuracies.items()},
+                              comparison.read_text() if comparison.exists() else None,
+                              study.params.as_dict(), records.code_version("plots"))
+    if records.is_fresh(out / "index.md", key):
+        listed = records.read_record(out / "index.md")["inputs"]
+        if all((out / name).exists() for name in listed.values()):
+            return {label: out / name for label, name in listed.items()}
     written: dict[str, Path] = {}
     for truth in accuracies:
         for pool in study.params.pools:
@@ -236,7 +246,6 @@ def study_figures(study) -> dict[str, Path]:
     index = "\n".join(f"- {name}: [{path.name}]({path.name})" for name, path in written.items())
     records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(
         f"# Figures and tables of the {study.params.study} study\n\n{index}\n"))
-    records.write_record(out / "index.md", records.content_key(sorted(map(str, written.values()))),
-                         params=study.params.as_dict(), seed=study.params.seed,
-                         inputs={k: str(v) for k, v in written.items()})
+    records.write_record(out / "index.md", key, params=study.params.as_dict(), seed=study.params.seed,
+                         inputs={k: v.name for k, v in written.items()})
     return written

@@ -495,8 +495,19 @@ class Study:
         if scores is None:
             scores = pd.read_csv(self.output / "scores.csv", keep_default_na=False, na_values=[""])
         ev = self.params.evaluation
+        accuracies = self.accuracies()
+        path = self.output / "evaluation.csv"
+        key = records.content_key("evaluation", records.content_key(scores.to_csv()),
+                                  {name: records.content_key(t.to_csv()) for name, t in accuracies.items()},
+                                  ev, self.params.pools, self.models, self.params.seed,
+                                  records.code_version("evaluate", "study"))
+        if records.is_fresh(path, key):
+            table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            if ev.paper_table:
+                self.paper_comparison(table)
+            return table
         rows = []
-        for truth_name, truth in self.accuracies().items():
+        for truth_name, truth in accuracies.items():
             accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
             for pool in self.params.pools:
                 members = [m for m in self.pool(pool)]
@@ -525,10 +536,8 @@ class Study:
             mean = (table.groupby(["groundtruth", "pool", "method", "metric", "variant"], sort=False)
                     [numeric + ["n_models"]].mean().reset_index().assign(dataset="mean"))
             table = pd.concat([table, mean], ignore_index=True)
-        path = self.output / "evaluation.csv"
         records.write_csv(table, path)
-        records.write_record(path, records.content_key(table.to_csv()), params=self._record_params(),
-                             seed=self.params.seed)
+        records.write_record(path, key, params=self._record_params(), seed=self.params.seed)
         if ev.paper_table:
             self.paper_comparison(table)
         return table

@@ -105,6 +105,10 @@ def test_rerun_computes_nothing_and_an_interrupted_stage_resumes(smoke, monkeypa
     smoke.score()
     assert all(c.stat().st_mtime_ns == stamps[c] for c in cells)
     assert smoke.extract().cached.all()
+    derived = [smoke.output / "evaluation.csv", smoke.figures_dir / "index.md"]
+    before = [p.stat().st_mtime_ns for p in derived]
+    smoke.evaluate()
+    assert sorted(smoke.figures()) and [p.stat().st_mtime_ns for p in derived] == before
 
     # Invalidate two cells, then crash on the second recomputation: the first is kept.
     victims = cells[:2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -53,7 +54,9 @@ def decode_many(paths: Sequence[str | Path], size: int, channels: int = 3, *,
 
     out = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     readable = np.ones(len(paths), dtype=bool)
-    for i, path in enumerate(tqdm(paths, desc=desc, disable=not progress, leave=False)):
+    # honour tqdm's own TQDM_DISABLE even though we pass ``disable`` (`pedlib rank --quiet`)
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+    for i, path in enumerate(tqdm(paths, desc=desc, disable=quiet or not progress, leave=False)):
         try:
             out[i] = decode(path, size, channels)
         except (UnidentifiedImageError, OSError, ValueError) as error:
