@@ -5,7 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Pocket-study assets: the local mirror beside the project when it exists (see README).
 ASSETS ?= $(if $(wildcard ../shared/assets/MANIFEST.tsv),../shared/assets,)
-export PEDLIB_ASSETS := $(ASSETS)
+# absolute, so that notebooks and tests running in another folder find it too
+export PEDLIB_ASSETS := $(if $(ASSETS),$(abspath $(ASSETS)),)
 
 OUT    := results/$(STUDY)/notebooks
 # papermill runs a notebook headless from the project root with the study's name as parameter.

@@ -30,5 +30,7 @@ SHARED_ASSETS = ROOT.parent / "shared" / "assets"
 HAVE_ASSETS = (SHARED_ASSETS / "MANIFEST.tsv").exists()
 if HAVE_ASSETS:  # as `make test` does; lets plain `pytest` find the local mirror too
     os.environ.setdefault("PEDLIB_ASSETS", str(SHARED_ASSETS))
+if os.environ.get("PEDLIB_ASSETS"):  # notebooks run in temporary folders: make it absolute
+    os.environ["PEDLIB_ASSETS"] = str(Path(os.environ["PEDLIB_ASSETS"]).resolve())
 
 needs_assets = pytest.mark.skipif(not HAVE_ASSETS, reason="../shared/assets not present")
