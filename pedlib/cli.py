@@ -67,18 +67,17 @@ def main(argv=None) -> int:
             result = select.rank_models(args.data, args.models, metric=args.metric,
                                         reference=args.reference, max_per_class=args.max_per_class,
                                         out=args.out, batch_size=args.batch_size, device=args.device,
-                                        seed=args.seed, progress=not args.quiet)
+                                        seed=args.seed, progress=not args.quiet,
+                                        rank_by_ped=args.ped)
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr)
     except (FileNotFoundError, KeyError, ValueError, WeightsUnavailable) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"pedlib rank: {message}", file=sys.stderr)
         return 2
-    table = result.table.copy()
-    key = "score_ped" if args.ped else "score"
-    table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
+    table = result.table.copy()  # already in rank order
     table.insert(0, "#", range(1, len(table) + 1))
-    skipped = len(getattr(result.source, "skipped", ()))
+    skipped = len(result.source.skipped)
     print(f"{len(result.indices)} images, {len(set(result.source.labels[result.indices]))} classes"
           f"{f', {skipped} unreadable skipped' if skipped else ''}"
           f"{f', dropped single-image classes {result.dropped_classes}' if result.dropped_classes else ''}; "

@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import data as datasets, metrics, ped, records
+from .data._source import _cap_per_class
 from .features import cached_features
 from .models.hub import resolve
 
@@ -102,15 +103,13 @@ def _select(source: datasets.ImageSource, max_per_class: int | None, seed: int):
         raise ValueError(f"{source.name}: ranking needs at least 2 classes with 2 or more images "
                          f"each; found {int((counts >= 2).sum())}")
     rng = np.random.default_rng(seed)
-    from .data._source import _cap_per_class
-
     return _cap_per_class(keep, source.labels, max_per_class, rng), dropped
 
 
 def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=None,
                 max_per_class: int | None = None, out=None, cache=None, batch_size: int = 64,
                 device: str = "cpu", seed: int = 0, mirror=None, progress: bool = True,
-                ped_options: dict | None = None) -> RankResult:
+                ped_options: dict | None = None, rank_by_ped: bool = RECOMMENDED["ped"]) -> RankResult:
     """Rank ``models`` for the labelled images in ``data`` without fine-tuning any of them.
 
     Parameters
@@ -132,6 +131,8 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
     cache : path, optional
         Feature cache (default ``<out>/features`` or ``.pedlib-cache/features``); a run that
         was interrupted resumes from it.
+    rank_by_ped : bool
+        Order the table (and the written files) by the score with PED instead of without.
 
     Returns
     -------
@@ -192,13 +193,14 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
     table = pd.DataFrame(rows)
     table["rank"] = table.score.rank(ascending=False, method="min").astype(int)
     table["rank_ped"] = table.score_ped.rank(ascending=False, method="min").astype(int)
-    key = "score_ped" if RECOMMENDED["ped"] else "score"
+    key = "score_ped" if rank_by_ped else "score"
     table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
     table = table[["model", "score", "score_ped", "rank", "rank_ped", "ped_steps", "dim", "seconds"]]
     result = RankResult(table, source, indices, dropped, cache, references, options)
     if out is not None:
         result.paths = _write(result, out, metric=metric, data=str(data), reference=reference,
-                              max_per_class=max_per_class, seed=seed, ped_options=options)
+                              max_per_class=max_per_class, seed=seed, ped_options=options,
+                              rank_by_ped=rank_by_ped)
     return result
 
 
@@ -211,7 +213,7 @@ def _write(result: RankResult, out: Path, **params) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     table = result.table
     summary = dict(params, n_images=int(len(result.indices)), n_classes=int(len(np.unique(result.source.labels[result.indices]))),
-                   skipped_unreadable=list(getattr(result.source, "skipped", ())),
+                   skipped_unreadable=list(result.source.skipped),
                    dropped_classes=result.dropped_classes, recommended=RECOMMENDED)
     paths = {"csv": out / "ranking.csv", "json": out / "ranking.json", "png": out / "ranking.png"}
     records.write_csv(table, paths["csv"])

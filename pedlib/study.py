@@ -199,16 +199,17 @@ class Study:
 
     def features(self, model: str, dataset: str, part: str) -> dict:
         """Features of ``model`` on ``dataset``'s ``part`` (train, test, reference), cached."""
-        spec = self.spec(model)
+        return self._features(model, dataset, part)[0]
+
+    def _features(self, model: str, dataset: str, part: str, images=None) -> tuple[dict, bool]:
+        """(arrays, computed now); ``images`` decodes the pixels when the cache misses."""
         source = self.source(dataset)
         indices = self.indices(dataset, part)
-        arrays, _ = cached_features(self.feature_path(model, dataset, part), spec, source, indices,
-                                    backbone=lambda: self._create_backbone(model),
-                                    images=lambda: source.load(indices),
-                                    batch_size=self.params.extract.batch_size,
-                                    progress=self.progress, params=self._record_params())
-        return arrays
-
+        return cached_features(self.feature_path(model, dataset, part), self.spec(model), source,
+                               indices, backbone=lambda: self._create_backbone(model),
+                               images=images or (lambda: source.load(indices)),
+                               batch_size=self.params.extract.batch_size,
+                               progress=self.progress, params=self._record_params())
 
     def _create_backbone(self, model: str):
         spec = self.spec(model)
@@ -221,30 +222,20 @@ class Study:
     def extract(self) -> pd.DataFrame:
         """Stage 02: extract every (model, dataset, part) the study needs; returns a summary."""
         rows = []
-        jobs = self._feature_jobs()
-        images_cache: dict = {}
-        for model, dataset, part in tqdm(jobs, desc="extract", disable=not self.progress):
-            path = self.feature_path(model, dataset, part)
-            spec, source = self.spec(model), self.source(dataset)
-            indices = self.indices(dataset, part)
-            fresh = records.is_fresh(path, feature_key(spec, source, indices))
+        decoded: dict = {}
+
+        def images(dataset: str, part: str) -> np.ndarray:  # decode each split once for all models
+            if (dataset, part) not in decoded:
+                decoded.clear()
+                decoded[(dataset, part)] = self.source(dataset).load(self.indices(dataset, part))
+            return decoded[(dataset, part)]
+
+        for model, dataset, part in tqdm(self._feature_jobs(), desc="extract", disable=not self.progress):
             started = time.perf_counter()
-            if not fresh:
-                image_key = (dataset, part)
-                if image_key not in images_cache:  # decode each split once for all models
-                    images_cache.clear()
-                    images_cache[image_key] = source.load(indices)
-                holder = {}
-                arrays, _ = cached_features(
-                    path, spec, source, indices, backbone=lambda: holder.setdefault(
-                        "b", self._create_backbone(model)),
-                    images=lambda: images_cache[image_key],
-                    batch_size=self.params.extract.batch_size, progress=self.progress,
-                    params=self._record_params())
-            else:
-                arrays = records.load_npz(path)
+            arrays, computed = self._features(model, dataset, part,
+                                              images=lambda: images(dataset, part))
             rows.append(dict(model=model, dataset=dataset, part=part, n=len(arrays["labels"]),
-                             dim=arrays["features"].shape[1], cached=fresh,
+                             dim=arrays["features"].shape[1], cached=not computed,
                              seconds=round(time.perf_counter() - started, 3)))
         return pd.DataFrame(rows)
 
@@ -366,8 +357,6 @@ class Study:
     def finetune_one(self, model: str, dataset: str, config: FinetuneConfig | None = None,
                      *, seeds=None) -> pd.DataFrame:
         """Fine-tune ``model`` on ``dataset`` (all of the protocol, or only ``seeds``)."""
-        import dataclasses
-
         config = config or self.finetune_config()
         if seeds is not None:
             config = dataclasses.replace(config, seeds=tuple(seeds))
@@ -410,14 +399,18 @@ class Study:
         """PED's reference features for ``model`` on ``target`` (see ReferenceParams)."""
         if mode == "none":
             return None
-        source = self._source_dataset(model)
-        if mode == "source" and source is not None and source != target:
-            return self.features(model, source, "reference")["features"]
-        others = [d for d in self.datasets if d != target]
-        if not others:
+        sets = self._reference_sets(model, target, mode)
+        if not sets:
             raise ParamsError(f"PED reference mode {mode!r} for {target!r} needs another dataset "
                               "in the study; use reference.mode: none")
-        return np.concatenate([self.features(model, d, "reference")["features"] for d in others])
+        return np.concatenate([self.features(model, d, "reference")["features"] for d in sets])
+
+    def _reference_sets(self, model: str, target: str, mode: str) -> list[str]:
+        """The datasets whose reference samples make up PED's reference (see ReferenceParams)."""
+        source = self._source_dataset(model)
+        if mode == "source" and source is not None and source != target:
+            return [source]
+        return [d for d in self.datasets if d != target]
 
     def _variants(self) -> list[tuple[str, str, dict]]:
         """(variant, reference mode, PED options) of every PED setting the study scores."""
@@ -444,11 +437,9 @@ class Study:
                                    self.params.sensitivity, records.code_version(*_SCORE_CODE))
 
     def _reference_keys(self, model: str, target: str, mode: str) -> list[str]:
-        source = self._source_dataset(model)
-        sets = [source] if (mode == "source" and source is not None and source != target) else \
-            [d for d in self.datasets if d != target]
         spec = self.spec(model)
-        return [feature_key(spec, self.source(d), self.reference_indices(d)) for d in sets]
+        return [feature_key(spec, self.source(d), self.reference_indices(d))
+                for d in self._reference_sets(model, target, mode)]
 
     def score_cell(self, model: str, dataset: str) -> pd.DataFrame:
         """Every metric on ``model``'s train features of ``dataset``, plain and with each PED
@@ -510,7 +501,7 @@ class Study:
         for truth_name, truth in accuracies.items():
             accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
             for pool in self.params.pools:
-                members = [m for m in self.pool(pool)]
+                members = self.pool(pool)
                 for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
                     group = group[group.model.isin(members)]
                     s = {r.model: r.score for r in group.itertuples() if (r.model, dataset) in accuracy}

@@ -30,6 +30,8 @@ class ImageSource:
         cache key built on this source.
     predefined : ndarray of str, shape (n_images,), optional
         ``"train"``/``"test"`` where the dataset ships its own split.
+    skipped : tuple of str
+        Files found but left out because they could not be read (user folders).
     """
 
     name: str
@@ -39,6 +41,7 @@ class ImageSource:
     channels: int
     content_id: str
     predefined: np.ndarray | None = field(default=None, repr=False)
+    skipped: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self):
         if self.labels.ndim != 1 or len(self.labels) == 0:

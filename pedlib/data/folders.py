@@ -49,12 +49,9 @@ def _build(name: str, paths: list[Path], labels: list[str], size: int) -> ImageS
     if not paths:
         raise ValueError(f"{name}: none of the images could be read ({len(skipped)} skipped)")
     classes, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-    source = ImageSource(name, codes.astype(np.int64), tuple(classes.tolist()),
-                         partial(decode_indexed, [str(p) for p in paths], size, 3, name), 3,
-                         f"{name}|{_fingerprint(paths, labels)}|size={size}")
-    object.__setattr__(source, "skipped", skipped)
-    object.__setattr__(source, "paths", tuple(str(p) for p in paths))
-    return source
+    return ImageSource(name, codes.astype(np.int64), tuple(classes.tolist()),
+                       partial(decode_indexed, [str(p) for p in paths], size, 3, name), 3,
+                       f"{name}|{_fingerprint(paths, labels)}|size={size}", skipped=skipped)
 
 
 @register("imagefolder")

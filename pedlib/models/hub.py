@@ -70,13 +70,21 @@ def torchvision_names() -> list[str]:
     return sorted(tvm.list_models(module=tvm))
 
 
+_NESTING = ("state_dict", "model", "resnet")
+
+
+def unnest_state_dict(checkpoint, path) -> dict:
+    """The state dict inside ``checkpoint``, however deep under ``state_dict``/``model``/``resnet``."""
+    while isinstance(checkpoint, dict):
+        inner = next((checkpoint[k] for k in _NESTING if isinstance(checkpoint.get(k), dict)), None)
+        if inner is None:
+            return checkpoint
+        checkpoint = inner
+    raise ValueError(f"{path}: not a state dict")
+
+
 def _checkpoint_state(path: Path) -> dict:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "resnet"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: not a state dict")
+    checkpoint = unnest_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
     state = {}
     for key, value in checkpoint.items():
         for prefix in ("module.", "encoder_q.", "encoder.", "backbone."):

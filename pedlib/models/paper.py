@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ._spec import ModelSpec, register_model
-from .hub import _Features, resolve as resolve_hub
+from .hub import _Features, resolve as resolve_hub, unnest_state_dict
 from .torch_backbone import TorchBackbone
 
 __all__ = ["SSL_MODELS", "SUPERVISED_MODELS", "load_ssl_resnet50", "ssl_checkpoint_path"]
@@ -46,19 +46,9 @@ SSL_MODELS: dict[str, str | None] = {
 SUPERVISED_MODELS = ("resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "densenet169",
                      "densenet201", "mnasnet1_0", "mobilenet_v2", "googlenet", "inception_v3")
 
-_NESTING = ("state_dict", "model", "resnet")
 _PREFIXES = ("", "module.", "module.encoder_q.", "encoder_q.", "module.encoder.", "encoder.",
              "module.backbone.", "backbone.", "module.model.", "model.")
 _HEADS = ("fc.", "projection", "prototypes", "head", "mlp", "classifier")
-
-
-def _unnest(checkpoint):
-    while isinstance(checkpoint, dict):
-        inner = next((checkpoint[k] for k in _NESTING if isinstance(checkpoint.get(k), dict)), None)
-        if inner is None:
-            return checkpoint
-        checkpoint = inner
-    raise ValueError("checkpoint is not a state dict")
 
 
 def load_ssl_resnet50(path: str | os.PathLike) -> nn.Module:
@@ -73,7 +63,7 @@ def load_ssl_resnet50(path: str | os.PathLike) -> nn.Module:
     import torchvision
 
     path = Path(path)
-    state = _unnest(torch.load(path, map_location="cpu", weights_only=False))
+    state = unnest_state_dict(torch.load(path, map_location="cpu", weights_only=False), path)
     net = torchvision.models.resnet50()
     net.fc = nn.Identity()
     wanted = set(net.state_dict())
