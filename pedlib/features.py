@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
-from . import assets, records
+from . import records
 from .data import ImageSource
-from .models import Backbone, ModelSpec
+from .models import Backbone, ModelSpec, weights_id
 
 __all__ = ["feature_key", "cached_features"]
 
@@ -24,25 +24,25 @@ __all__ = ["feature_key", "cached_features"]
 #: The code a feature file depends on, by runtime (editing other modules keeps caches valid).
 _CODE = {"tflite": ("features", "models._spec", "models.tflite", "data.images"),
          "torch": ("features", "models._spec", "models.torch_backbone", "models.nets", "models.hub",
-                   "data.images")}
+                   "models.paper", "data.images", "data.loader")}
 
 
 def feature_key(spec: ModelSpec, source: ImageSource, indices: np.ndarray) -> str:
     """The cache key of ``spec``'s features on ``source[indices]`` (see the module docstring)."""
-    weights = assets.manifest()[spec.asset].sha256 if spec.asset else (spec.weights or "builtin")
-    return records.content_key("features", spec.name, weights, spec.input_size, spec.channels,
+    return records.content_key("features", spec.name, weights_id(spec), spec.input_size, spec.channels,
                                spec.normalisation, source.content_id,
                                records.content_key(np.asarray(indices).tolist()),
                                records.code_version(*_CODE[spec.runtime]))
 
 
 def cached_features(path: str | Path, spec: ModelSpec, source: ImageSource, indices: np.ndarray, *,
-                    backbone: Callable[[], Backbone], images: Callable[[], np.ndarray],
+                    backbone: Callable[[], Backbone], images: Callable[[], np.ndarray | Iterable],
                     batch_size: int = 64, progress: bool = True, params=None) -> tuple[dict, bool]:
     """Load the features of ``source[indices]`` under ``spec`` from ``path``, or compute them.
 
     ``backbone`` and ``images`` are called only when the cache misses (loading a model and
-    decoding images are the slow parts).
+    decoding images are the slow parts); ``images`` returns one uint8 array or an iterable of
+    uint8 batches (streamed).
 
     Returns
     -------
@@ -53,8 +53,10 @@ def cached_features(path: str | Path, spec: ModelSpec, source: ImageSource, indi
     if records.is_fresh(path, key):
         return records.load_npz(path), False
     started = time.perf_counter()
-    features = backbone().extract(images(), batch_size=batch_size, progress=progress,
-                                  desc=f"{spec.name} on {source.name}")
+    model = backbone()
+    key = feature_key(spec, source, indices)  # loading may have fetched the weights it names
+    features = model.extract(images(), batch_size=batch_size, progress=progress,
+                             desc=f"{spec.name} on {source.name}", total=len(indices))
     arrays = dict(features=features, labels=source.labels[indices], indices=np.asarray(indices))
     records.save_npz(path, **arrays)
     records.write_record(path, key, params=params, inputs={

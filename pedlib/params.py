@@ -37,6 +37,7 @@ class DatasetParams:
     test_fraction: float = 0.5
     root: str | None = None  # for imagefolder / csv datasets
     type: str | None = None  # registry name when the key is an alias (e.g. a user's folder)
+    options: dict[str, Any] = field(default_factory=dict)  # more factory options (split_dir, partition)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class ExtractParams:
     threads: int = 2
     device: str = "cpu"
     image_size: int | None = None  # override every model's input size (tests, quick looks)
+    workers: int = 0  # DataLoader processes decoding images (0: decode in the main process)
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,24 @@ class LinearProbeParams:
 
 @dataclass(frozen=True)
 class FinetuneParams(FinetuneConfig):
-    """The fine-tuning protocol (:class:`pedlib.groundtruth.FinetuneConfig`) and where its
-    table lives."""
+    """The fine-tuning protocol and where its table lives.
+
+    ``protocol: cell`` (pocket study, :mod:`pedlib.groundtruth.finetune`): one job per
+    (model, dataset) on images held in memory. ``protocol: sweep`` (paper studies,
+    :mod:`pedlib.groundtruth.sweep`): one job per (model, dataset, grid point) plus one final
+    retrain per seed, streaming images, on ``device``, checkpointed every ``checkpoint_every``
+    steps; ``weight_decay_per_lr`` divides each weight decay by the learning rate.
+    """
 
     enabled: bool = True
     table: str | None = None  # committed result table; None: results/<study>/groundtruth/finetune.csv
     models: tuple[str, ...] | Literal["trainable"] = "trainable"
+    protocol: Literal["cell", "sweep"] = "cell"
+    weight_decay_per_lr: bool = False
+    augment: bool = False
+    device: str = "cpu"
+    workers: int = 0
+    checkpoint_every: int = 500
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,7 @@ class StudyParams:
     sensitivity: SensitivityParams | None = field(default_factory=SensitivityParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
     score_threads: int | None = 1  # BLAS threads while scoring (None: the library default)
+    score_split: Literal["train", "all"] = "train"  # "all": train + test, as the reference code
     root: str = "."  # folder that relative paths are resolved against (set by load_params)
 
     @property

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import warnings
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,9 @@ from tqdm.auto import tqdm
 
 from . import data, evaluate as evaluation, models, ped, records
 from .features import cached_features, feature_key
-from .groundtruth import FinetuneConfig, finetune_cell, linear_probe
+from .data.loader import chunk, iter_batches
+from .finetune_stage import FinetuneStage
+from .groundtruth import linear_probe
 from .params import ParamsError, StudyParams, load_params
 from .scoring import method_name, score_features
 
@@ -54,7 +56,7 @@ def find_params(study: str | os.PathLike) -> Path:
                       "the study's params file")
 
 
-class Study:
+class Study(FinetuneStage):
     """One study's params, data, models and cached results.
 
     Parameters
@@ -66,10 +68,13 @@ class Study:
         Show tqdm progress bars.
     """
 
-    def __init__(self, params: StudyParams, *, mirror=None, progress: bool = True):
+    def __init__(self, params: StudyParams, *, mirror=None, progress: bool = True,
+                 params_path: str | os.PathLike | None = None):
         self.params = params
         self.mirror = mirror
         self.progress = progress
+        self.params_path = params_path
+        self._backbones: dict[str, models.Backbone] = {}
         self._sources: dict[str, data.ImageSource] = {}
         self._splits: dict[str, data.Split] = {}
         self._unavailable: set[str] = set()
@@ -78,7 +83,8 @@ class Study:
     def load(cls, study: str | os.PathLike, **options) -> "Study":
         """Open a study by name (``"pocket"``: ``params/pocket.yaml`` found from the current
         folder or a parent, as from ``notebooks/``) or by the path of its params file."""
-        return cls(load_params(find_params(study)), **options)
+        path = find_params(study)
+        return cls(load_params(path), params_path=path, **options)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -126,7 +132,7 @@ class Study:
         if dataset not in self._sources:
             options = self.params.datasets.get(dataset)
             kind = (options.type if options and options.type else dataset)
-            kwargs = {"mirror": self.mirror}
+            kwargs = {"mirror": self.mirror, **(options.options if options else {})}
             root = options.root if options else self.params.reference.roots.get(dataset)
             if root:
                 kwargs["root"] = str(Path(self.params.root) / root)
@@ -179,64 +185,79 @@ class Study:
         return self.output / "features" / model / f"{dataset}-{part}.npz"
 
     def _feature_jobs(self) -> list[tuple[str, str, str]]:
-        """(model, dataset, part) of every feature file the study needs, dataset-major."""
-        jobs = []
-        reference_sets = set()
-        needs_reference = self.params.reference.mode != "none" or any(
-            mode != "none" for mode in self.params.reference.ablation)
-        for dataset in self.datasets:
-            for model in self.models:
-                jobs += [(model, dataset, "train"), (model, dataset, "test")]
-                if needs_reference and len(self.datasets) > 1:
-                    jobs.append((model, dataset, "reference"))
-        if needs_reference:
-            for model in self.models:
-                source = self._source_dataset(model)
-                if source is not None:
-                    reference_sets.add((model, source, "reference"))
-        jobs += sorted(reference_sets - set(jobs), key=lambda job: (job[1], job[0]))
-        return jobs
+        """(model, dataset, part) of every feature file the study needs, dataset-major: train
+        and test of every target, then the reference samples PED's settings use."""
+        jobs = [(model, dataset, part) for dataset in self.datasets for model in self.models
+                for part in ("train", "test")]
+        modes = {mode for _, mode, _ in self._variants() if mode != "none"}
+        references = set()
+        if len(self.datasets) > 1:
+            for dataset in self.datasets:
+                for model in self.models:
+                    for mode in modes:
+                        references.update((model, d, "reference")
+                                          for d in self._reference_sets(model, dataset, mode))
+        return jobs + sorted(references, key=lambda job: (job[1], job[0]))
 
     def features(self, model: str, dataset: str, part: str) -> dict:
         """Features of ``model`` on ``dataset``'s ``part`` (train, test, reference), cached."""
         return self._features(model, dataset, part)[0]
 
     def _features(self, model: str, dataset: str, part: str, images=None) -> tuple[dict, bool]:
-        """(arrays, computed now); ``images`` decodes the pixels when the cache misses."""
+        """(arrays, computed now); ``images`` gives the pixels when the cache misses (default:
+        decoded batch by batch, in ``extract.workers`` processes)."""
         source = self.source(dataset)
         indices = self.indices(dataset, part)
+        stream = partial(iter_batches, source, chunk(indices, self.params.extract.batch_size),
+                         workers=self.params.extract.workers)
         return cached_features(self.feature_path(model, dataset, part), self.spec(model), source,
                                indices, backbone=lambda: self._create_backbone(model),
-                               images=images or (lambda: source.load(indices)),
-                               batch_size=self.params.extract.batch_size,
+                               images=images or stream, batch_size=self.params.extract.batch_size,
                                progress=self.progress, params=self._record_params())
 
-    def _create_backbone(self, model: str):
-        spec = self.spec(model)
-        if spec.runtime == "tflite":
-            return spec.factory(spec, mirror=self.mirror, threads=self.params.extract.threads)
-        backbone = spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
-        backbone.spec = spec
-        return backbone
+    def _create_backbone(self, model: str) -> models.Backbone:
+        """The loaded model, kept until the stage ends (a stage uses each model many times)."""
+        if model not in self._backbones:
+            spec = self.spec(model)
+            if spec.runtime == "tflite":
+                backbone = spec.factory(spec, mirror=self.mirror, threads=self.params.extract.threads)
+            else:
+                backbone = spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
+                backbone.spec = spec
+            self._backbones[model] = backbone
+        return self._backbones[model]
 
     def extract(self) -> pd.DataFrame:
-        """Stage 02: extract every (model, dataset, part) the study needs; returns a summary."""
+        """Stage 02: extract every (model, dataset, part) the study needs; returns a summary.
+
+        Small splits (``extract.workers: 0``, at most 10,000 images) are decoded once and
+        shared by every model; larger ones are streamed batch by batch for each model.
+        """
         rows = []
         decoded: dict = {}
 
-        def images(dataset: str, part: str) -> np.ndarray:  # decode each split once for all models
-            if (dataset, part) not in decoded:
-                decoded.clear()
-                decoded[(dataset, part)] = self.source(dataset).load(self.indices(dataset, part))
-            return decoded[(dataset, part)]
+        def shared_images(dataset: str, part: str):
+            indices = self.indices(dataset, part)
+            if self.params.extract.workers or len(indices) > 10_000:
+                return None  # stream (the default)
 
-        for model, dataset, part in tqdm(self._feature_jobs(), desc="extract", disable=not self.progress):
-            started = time.perf_counter()
-            arrays, computed = self._features(model, dataset, part,
-                                              images=lambda: images(dataset, part))
-            rows.append(dict(model=model, dataset=dataset, part=part, n=len(arrays["labels"]),
-                             dim=arrays["features"].shape[1], cached=not computed,
-                             seconds=round(time.perf_counter() - started, 3)))
+            def images():  # decoded only on a cache miss, then kept for the next models
+                if (dataset, part) not in decoded:
+                    decoded.clear()
+                    decoded[(dataset, part)] = self.source(dataset).load(indices)
+                return decoded[(dataset, part)]
+
+            return images
+
+        try:
+            for model, dataset, part in tqdm(self._feature_jobs(), desc="extract", disable=not self.progress):
+                started = time.perf_counter()
+                arrays, computed = self._features(model, dataset, part, images=shared_images(dataset, part))
+                rows.append(dict(model=model, dataset=dataset, part=part, n=len(arrays["labels"]),
+                                 dim=arrays["features"].shape[1], cached=not computed,
+                                 seconds=round(time.perf_counter() - started, 3)))
+        finally:
+            self._backbones.clear()
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ ground truth
@@ -282,94 +303,11 @@ class Study:
             records.write_csv(frame, cell)
             records.write_record(cell, cell_key, seed=self.params.seed)
             rows.append(frame)
+        self._backbones.clear()
         table = pd.concat(rows, ignore_index=True)
         records.write_csv(table, path)
         records.write_record(path, key, params=self._record_params(), seed=self.params.seed)
         return table
-
-    def finetune_models(self) -> list[str]:
-        chosen = self.params.groundtruth.finetune.models
-        pool = models.list_models(trainable=True) if chosen == "trainable" else list(chosen)
-        return [m for m in self.models if m in pool]
-
-    def finetune_config(self) -> FinetuneConfig:
-        p = self.params.groundtruth.finetune
-        return FinetuneConfig(**{f.name: getattr(p, f.name) for f in dataclasses.fields(FinetuneConfig)})
-
-    def finetune_table_path(self) -> Path:
-        table = self.params.groundtruth.finetune.table
-        return Path(self.params.root) / table if table else self.output / "groundtruth" / "finetune.csv"
-
-    def _finetune_key(self) -> str:
-        """Depends on the protocol, the models' weights and the exact splits, not on code edits
-        (the committed table must survive refactoring; its record keeps the code version)."""
-        jobs = [(m, d) for d in self.datasets for m in self.finetune_models()]
-        return records.content_key("finetune", self.finetune_config().as_dict(), self.params.seed,
-                                   [(m, models.get_spec(m).asset, self.source(d).content_id,
-                                     self.split(d).train.tolist(), self.split(d).test.tolist())
-                                    for m, d in jobs])
-
-    def finetune(self, *, recompute: bool = False) -> pd.DataFrame:
-        """Fine-tuning accuracy, one row per (model, dataset, seed).
-
-        Uses the table at ``groundtruth.finetune.table`` when its record matches this study's
-        protocol and splits; otherwise (or with ``recompute=True``) fine-tunes every cell,
-        resuming from finished cells.
-        """
-        path = self.finetune_table_path()
-        key = self._finetune_key()
-        code = records.code_version("groundtruth.finetune", "models.nets", "models.torch_backbone",
-                                    "models.pocket", "data.images", "data._source")
-        if not recompute and records.is_fresh(path, key):
-            made_by = (records.read_record(path) or {}).get("code_version")
-            if made_by != code:
-                warnings.warn(f"{path} was made by fine-tuning code {made_by}, now {code}; "
-                              "run `make finetune` to refresh it", UserWarning, stacklevel=2)
-            return pd.read_csv(path)
-        if not recompute and self.params.groundtruth.finetune.table:
-            problem = ("was made for other fine-tuning settings or splits than"
-                       if path.exists() else "does not exist, but is named in")
-            raise ParamsError(f"the fine-tuning table {path} {problem} params/{self.params.study}"
-                              f".yaml; run `make finetune STUDY={self.params.study}` (slow; see "
-                              "README) to compute it")
-        config = self.finetune_config()
-        cell_dir = self.output / "groundtruth" / "finetune"
-        frames = []
-        jobs = [(m, d) for d in self.datasets for m in self.finetune_models()]
-        for model, dataset in tqdm(jobs, desc="fine-tune", disable=not self.progress):
-            cell = cell_dir / f"{model}__{dataset}.csv"
-            cell_key = records.content_key(key, model, dataset, code)
-            if records.is_fresh(cell, cell_key):
-                frames.append(pd.read_csv(cell))
-                continue
-            frame = self.finetune_one(model, dataset, config)
-            records.write_csv(frame, cell)
-            records.write_record(cell, cell_key, seed=self.params.seed,
-                                 params=config.as_dict())
-            frames.append(frame)
-        table = pd.concat(frames, ignore_index=True)
-        records.write_csv(table, path)
-        records.write_record(path, key, params=self._record_params(), seed=self.params.seed,
-                             extra={"code_version": code,
-                                    "protocol": "pedlib.groundtruth.finetune (module docstring)"})
-        return table
-
-    def finetune_one(self, model: str, dataset: str, config: FinetuneConfig | None = None,
-                     *, seeds=None) -> pd.DataFrame:
-        """Fine-tune ``model`` on ``dataset`` (all of the protocol, or only ``seeds``)."""
-        config = config or self.finetune_config()
-        if seeds is not None:
-            config = dataclasses.replace(config, seeds=tuple(seeds))
-        spec = models.get_spec(model)
-        if not spec.trainable:
-            raise ValueError(f"{model} is not trainable (runtime {spec.runtime})")
-        backbone = self._create_backbone(model)
-        source, split = self.source(dataset), self.split(dataset)
-        train_x = backbone.preprocess(source.load(split.train))
-        test_x = backbone.preprocess(source.load(split.test))
-        rows = finetune_cell(backbone.module, train_x, source.labels[split.train], test_x,
-                             source.labels[split.test], config, seed=self.params.seed)
-        return pd.DataFrame([dict(model=model, dataset=dataset, **row) for row in rows])
 
     def published(self) -> pd.DataFrame:
         """Published accuracies (``groundtruth.published``: a CSV of model, dataset, accuracy)."""
@@ -426,9 +364,16 @@ class Study:
                                          {**base, "nsigma": nsigma, "time_step": step}))
         return variants
 
+    @property
+    def scored_parts(self) -> tuple[str, ...]:
+        """The splits whose features are scored (``score_split``: train, or train + test as
+        the reference code did)."""
+        return ("train",) if self.params.score_split == "train" else ("train", "test")
+
     def _score_key(self, model: str, dataset: str) -> str:
-        parts = ["train"] + (["reference"] if len(self.datasets) > 1 else [])
-        inputs = [feature_key(self.spec(model), self.source(dataset), self.indices(dataset, "train"))]
+        parts = [*self.scored_parts] + (["reference"] if len(self.datasets) > 1 else [])
+        inputs = [feature_key(self.spec(model), self.source(dataset), self.indices(dataset, part))
+                  for part in self.scored_parts]
         for mode in {v[1] for v in self._variants()}:
             if mode != "none":
                 inputs.append((mode, self._reference_keys(model, dataset, mode)))
@@ -442,9 +387,10 @@ class Study:
                 for d in self._reference_sets(model, target, mode)]
 
     def score_cell(self, model: str, dataset: str) -> pd.DataFrame:
-        """Every metric on ``model``'s train features of ``dataset``, plain and with each PED
-        variant; one row per (metric, variant)."""
-        train = self.features(model, dataset, "train")
+        """Every metric on ``model``'s features of ``dataset`` (``scored_parts``), plain and with
+        each PED variant; one row per (metric, variant)."""
+        parts = [self.features(model, dataset, part) for part in self.scored_parts]
+        train = {name: np.concatenate([p[name] for p in parts]) for name in ("features", "labels")}
         variants = self._variants()
         references = {mode: (self.reference(model, dataset, mode)
                              if len(self.datasets) > 1 or mode == "none" else None)

@@ -76,7 +76,7 @@ def test_committed_pocket_finetune_table_matches_a_recomputed_cell():
 
     study = Study.load(ROOT / "params" / "pocket.yaml", progress=False)
     path = study.finetune_table_path()
-    assert records.is_fresh(path, study._finetune_key()), \
+    assert records.is_fresh(path, study._cell_key()), \
         f"{path} does not match params/pocket.yaml; run `make finetune`"
     table = pd.read_csv(path)
     assert set(table.model) == set(study.finetune_models()) and set(table.dataset) == set(study.datasets)

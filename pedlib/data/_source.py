@@ -29,9 +29,16 @@ class ImageSource:
         Identifies the pixels and labels (asset checksums + loader version); part of every
         cache key built on this source.
     predefined : ndarray of str, shape (n_images,), optional
-        ``"train"``/``"test"`` where the dataset ships its own split.
+        ``"train"``/``"val"``/``"test"`` where the dataset ships its own split ("val" is part
+        of train for scoring and the linear probe; fine-tuning selects its settings on it).
     skipped : tuple of str
         Files found but left out because they could not be read (user folders).
+    multilabels : ndarray of int8, shape (n_images, n_classes), optional
+        Multi-label targets (1 present, 0 absent, -1 difficult only) where the dataset is
+        multi-label (voc2007); ``labels`` then holds one representative class per image.
+    metric : str
+        How fine-tuning is scored on it (``pedlib.groundtruth.accuracy``): "accuracy",
+        "mean_per_class" or "map11".
     """
 
     name: str
@@ -42,12 +49,23 @@ class ImageSource:
     content_id: str
     predefined: np.ndarray | None = field(default=None, repr=False)
     skipped: tuple[str, ...] = field(default=(), repr=False)
+    multilabels: np.ndarray | None = field(default=None, repr=False)
+    metric: str = "accuracy"
 
     def __post_init__(self):
         if self.labels.ndim != 1 or len(self.labels) == 0:
             raise ValueError(f"dataset {self.name!r} has no images")
         if self.predefined is not None and self.predefined.shape != self.labels.shape:
             raise ValueError("predefined split must have one entry per image")
+        if self.multilabels is not None and self.multilabels.shape != (len(self.labels), len(self.classes)):
+            raise ValueError("multilabels must have shape (n_images, n_classes)")
+
+    @property
+    def val(self) -> np.ndarray | None:
+        """Indices of the dataset's own validation images, or None where it has none."""
+        if self.predefined is None or not (self.predefined == "val").any():
+            return None
+        return np.flatnonzero(self.predefined == "val")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -113,7 +131,8 @@ def split(source: ImageSource, *, seed: int, test_fraction: float = 0.5,
           train_per_class: int | None = None, test_per_class: int | None = None) -> Split:
     """Seeded stratified train/test split, then at most ``*_per_class`` images per class.
 
-    A dataset with a predefined split keeps it (``test_fraction`` is then unused).
+    A dataset with a predefined split keeps it (``test_fraction`` is then unused); its
+    validation images are part of train.
 
     Raises
     ------
@@ -129,7 +148,7 @@ def split(source: ImageSource, *, seed: int, test_fraction: float = 0.5,
     rng = np.random.default_rng(seed)
     labels = source.labels
     if source.predefined is not None:
-        train = np.flatnonzero(source.predefined == "train")
+        train = np.flatnonzero(np.isin(source.predefined, ("train", "val")))
         test = np.flatnonzero(source.predefined == "test")
     else:
         if not 0 < test_fraction < 1:

@@ -77,20 +77,22 @@ def decode_indexed(paths: Sequence[str], size: int, channels: int, name: str,
     return images
 
 
-def to_model_input(images: np.ndarray, size: int, channels: int) -> torch.Tensor:
+def to_model_input(images: np.ndarray, size: int, channels: int,
+                   device: str | torch.device = "cpu") -> torch.Tensor:
     """uint8 images (N, H, W, C) -> float32 tensor (N, channels, size, size) in 0..255.
 
     Grayscale becomes 3-channel by repetition; colour becomes grayscale by ITU-R 601 luma.
-    Resizing is bilinear with antialiasing (a no-op when the size already matches).
+    Resizing is bilinear with antialiasing (a no-op when the size already matches). The
+    uint8 batch is moved to ``device`` first, so the conversion runs there.
     """
     if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
         raise ValueError(f"images must be uint8 of shape (N, H, W, 1 or 3), got {images.dtype} "
                          f"{images.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
     if x.shape[1] == 1 and channels == 3:
         x = x.expand(-1, 3, -1, -1)
     elif x.shape[1] == 3 and channels == 1:
-        x = (x * _LUMA).sum(dim=1, keepdim=True)
+        x = (x * _LUMA.to(x.device)).sum(dim=1, keepdim=True)
     if x.shape[2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                           align_corners=False).clamp_(0, 255)

@@ -8,7 +8,7 @@ README lists each dataset's source). Train is ``trainval`` where the dataset has
 
 | name | source layout under root | split | reported metric |
 |---|---|---|---|
-| aircraft | fgvc-aircraft-2013b/ (torchvision FGVCAircraft, variants) | trainval / test | mean per-class accuracy |
+| aircraft | fgvc-aircraft-2013b/ (torchvision FGVCAircraft, variants) | train+val / test | mean per-class accuracy |
 | caltech101 | 101_ObjectCategories/ + the ssl-transfer split | 2,416 / 6,728 (params/published) | mean per-class accuracy |
 | cars | stanford_cars/ (torchvision StanfordCars; manual download) | train / test | accuracy |
 | cifar10, cifar100 | cifar-10-batches-py/, cifar-100-python/ (the python pickles) | train / test | accuracy |
@@ -17,11 +17,17 @@ README lists each dataset's source). Train is ``trainval`` where the dataset has
 | food | food-101/ (torchvision Food101) | train / test | accuracy |
 | pets | oxford-iiit-pet/ (torchvision OxfordIIITPet) | trainval / test | mean per-class accuracy |
 | sun397 | SUN397/ (ClassName.txt, Partitions/Training_01.txt, Testing_01.txt) | partition 1 | accuracy |
-| voc2007 | VOCdevkit/VOC2007 (torchvision VOCDetection) | trainval / test | 11-point mAP |
+| voc2007 | VOCdevkit/VOC2007 (torchvision VOCDetection) | train+val / test | 11-point mAP |
+
+Where a dataset ships a validation split (aircraft, dtd, flowers, voc2007) its images are
+marked "val": they are part of train for scoring, and fine-tuning selects its settings on
+them (elsewhere on a seeded 20% of train). Each source's ``metric`` says how fine-tuning is
+scored on it (``pedlib.groundtruth.accuracy``).
 
 VOC2007 is multi-label; transferability metrics need one label per image, so an image's
 label for scoring is the class of its largest (by box area) non-difficult object, else its
 largest object (the reference code's choice is not documented; this one is stated here).
+Fine-tuning uses all labels (``multilabels``: present, absent, or difficult only).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import numpy as np
 from ._source import ImageSource, register
 from .images import decode_indexed
 
-_LOADER_VERSION = "1"
+_LOADER_VERSION = "2"
 _PUBLISHED = Path(__file__).resolve().parents[2] / "params" / "published"
 
 
@@ -51,26 +57,28 @@ def _missing(name: str, root: Path, what: str, error: Exception | None = None) -
                              "'Paper studies' section says, and pass root= or set PEDLIB_DATA")
 
 
-def _source(name, paths, labels, classes, split, size, root) -> ImageSource:
+def _source(name, paths, labels, classes, split, size, root, metric="accuracy",
+            multilabels=None) -> ImageSource:
     labels = np.asarray(labels, dtype=np.int64)
     return ImageSource(name, labels, tuple(map(str, classes)),
                        partial(decode_indexed, [str(p) for p in paths], size, 3, name), 3,
                        f"{name}|{Path(root).resolve()}|n={len(paths)}|size={size}|loader={_LOADER_VERSION}",
-                       np.asarray(split))
+                       np.asarray(split), multilabels=multilabels, metric=metric)
 
 
-def _two_splits(name, root, size, make, train_splits, test_split, what):
-    """Concatenate torchvision split objects: train parts, then test."""
+def _two_splits(name, root, size, make, parts, what, metric="accuracy"):
+    """Concatenate torchvision split objects; ``parts`` is [(split name, role), ...] with role
+    train, val or test."""
     paths, labels, split, classes = [], [], [], None
-    for part, role in [(s, "train") for s in train_splits] + [(test_split, "test")]:
+    for part, role in parts:
         try:
             files, targets, classes = make(part)
-        except RuntimeError as error:
+        except (RuntimeError, FileNotFoundError) as error:
             raise _missing(name, root, what, error) from None
         paths += list(files)
         labels += list(targets)
         split += [role] * len(files)
-    return _source(name, paths, labels, classes, split, size, root)
+    return _source(name, paths, labels, classes, split, size, root, metric)
 
 
 @register("aircraft")
@@ -83,7 +91,8 @@ def aircraft(*, root=None, size: int = 224, **_):
         d = FGVCAircraft(str(root), split=part, annotation_level="variant", download=False)
         return d._image_files, d._labels, d.classes
 
-    return _two_splits("aircraft", root, size, make, ["trainval"], "test", "fgvc-aircraft-2013b/")
+    return _two_splits("aircraft", root, size, make, [("train", "train"), ("val", "val"), ("test", "test")],
+                       "fgvc-aircraft-2013b/", "mean_per_class")
 
 
 @register("dtd")
@@ -96,7 +105,8 @@ def dtd(*, root=None, size: int = 224, partition: int = 1, **_):
         d = DTD(str(root), split=part, partition=partition, download=False)
         return d._image_files, d._labels, d.classes
 
-    return _two_splits("dtd", root, size, make, ["train", "val"], "test", "dtd/images, dtd/labels")
+    return _two_splits("dtd", root, size, make, [("train", "train"), ("val", "val"), ("test", "test")],
+                       "dtd/images, dtd/labels")
 
 
 @register("food")
@@ -109,7 +119,8 @@ def food(*, root=None, size: int = 224, **_):
         d = Food101(str(root), split=part, download=False)
         return d._image_files, d._labels, d.classes
 
-    return _two_splits("food", root, size, make, ["train"], "test", "food-101/meta, food-101/images")
+    return _two_splits("food", root, size, make, [("train", "train"), ("test", "test")],
+                       "food-101/meta, food-101/images")
 
 
 @register("pets")
@@ -122,7 +133,8 @@ def pets(*, root=None, size: int = 224, **_):
         d = OxfordIIITPet(str(root), split=part, download=False)
         return d._images, d._labels, d.classes
 
-    return _two_splits("pets", root, size, make, ["trainval"], "test", "oxford-iiit-pet/")
+    return _two_splits("pets", root, size, make, [("trainval", "train"), ("test", "test")],
+                       "oxford-iiit-pet/", "mean_per_class")
 
 
 @register("cars")
@@ -135,7 +147,7 @@ def cars(*, root=None, size: int = 224, **_):
         d = StanfordCars(str(root), split=part, download=False)
         return [p for p, _ in d._samples], [t for _, t in d._samples], d.classes
 
-    return _two_splits("cars", root, size, make, ["train"], "test",
+    return _two_splits("cars", root, size, make, [("train", "train"), ("test", "test")],
                        "stanford_cars/devkit, cars_train, cars_test, cars_test_annos_withlabels.mat")
 
 
@@ -201,12 +213,13 @@ def flowers(*, root=None, size: int = 224, **_):
     except (OSError, FileNotFoundError) as error:
         raise _missing("flowers", root, "flowers-102/jpg, imagelabels.mat, setid.mat", error) from None
     paths, codes, split = [], [], []
-    for key, role in (("trnid", "train"), ("valid", "train"), ("tstid", "test")):
+    for key, role in (("trnid", "train"), ("valid", "val"), ("tstid", "test")):
         for image_id in np.atleast_1d(ids[key]):
             paths.append(base / "jpg" / f"image_{int(image_id):05d}.jpg")
             codes.append(labels[int(image_id) - 1])
             split.append(role)
-    return _source("flowers", paths, codes, [str(c) for c in range(int(labels.max()) + 1)], split, size, root)
+    return _source("flowers", paths, codes, [str(c) for c in range(int(labels.max()) + 1)], split, size,
+                   root, "mean_per_class")
 
 
 @register("caltech101")
@@ -230,7 +243,7 @@ def caltech101(*, root=None, size: int = 224, split_dir=None, **_):
                 names.setdefault(int(label), relative.split("/")[0])
                 split.append(role)
     classes = [names.get(i, str(i)) for i in range(max(names) + 1)]
-    return _source("caltech101", paths, codes, classes, split, size, root)
+    return _source("caltech101", paths, codes, classes, split, size, root, "mean_per_class")
 
 
 @register("sun397")
@@ -261,10 +274,14 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "train", "tvmonitor")
 
 
+def _voc_objects(annotation: dict) -> list[dict]:
+    objects = annotation["annotation"].get("object", [])
+    return objects if isinstance(objects, list) else [objects]
+
+
 def voc_label(annotation: dict) -> int:
     """The class of the largest non-difficult object (else the largest object)."""
-    objects = annotation["annotation"]["object"]
-    objects = objects if isinstance(objects, list) else [objects]
+    objects = _voc_objects(annotation)
 
     def area(obj):
         box = obj["bndbox"]
@@ -274,21 +291,42 @@ def voc_label(annotation: dict) -> int:
     return VOC_CLASSES.index(max(easy, key=area)["name"])
 
 
+def voc_multilabel(annotation: dict) -> np.ndarray:
+    """(20,) int8: 1 where a non-difficult object of the class is present, -1 where the class
+    is present only as difficult objects (ignored by VOC's evaluation), else 0."""
+    target = np.zeros(len(VOC_CLASSES), dtype=np.int8)
+    for obj in _voc_objects(annotation):
+        code = VOC_CLASSES.index(obj["name"])
+        if str(obj.get("difficult", "0")) != "1":
+            target[code] = 1
+        elif target[code] == 0:
+            target[code] = -1
+    return target
+
+
 @register("voc2007")
 def voc2007(*, root=None, size: int = 224, **_):
-    """PASCAL VOC 2007 classification: trainval / test, one label per image (see module doc)."""
+    """PASCAL VOC 2007 classification: train + val / test, one label per image for scoring and
+    all labels for fine-tuning (see the module docstring)."""
     import xml.etree.ElementTree as ElementTree
 
     from torchvision.datasets import VOCDetection
 
     root = Path(root or default_root("voc2007"))
-
-    def make(part):
-        d = VOCDetection(str(root), year="2007", image_set=part, download=False)
-        labels = [voc_label(d.parse_voc_xml(ElementTree.parse(a).getroot())) for a in d.annotations]
-        return d.images, labels, VOC_CLASSES
-
-    return _two_splits("voc2007", root, size, make, ["trainval"], "test", "VOCdevkit/VOC2007/")
+    paths, labels, targets, split = [], [], [], []
+    for part in ("train", "val", "test"):
+        try:
+            d = VOCDetection(str(root), year="2007", image_set=part, download=False)
+        except (RuntimeError, FileNotFoundError) as error:
+            raise _missing("voc2007", root, "VOCdevkit/VOC2007/", error) from None
+        for image, annotation in zip(d.images, d.annotations):
+            parsed = d.parse_voc_xml(ElementTree.parse(annotation).getroot())
+            paths.append(image)
+            labels.append(voc_label(parsed))
+            targets.append(voc_multilabel(parsed))
+            split.append(part)
+    return _source("voc2007", paths, labels, VOC_CLASSES, split, size, root, "map11",
+                   np.stack(targets))
 
 
 @register("imagenet")

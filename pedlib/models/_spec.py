@@ -9,7 +9,8 @@ import numpy as np
 
 from .._registry import Registry
 
-__all__ = ["ModelSpec", "Backbone", "register_model", "create_model", "list_models", "get_spec", "zoos"]
+__all__ = ["ModelSpec", "Backbone", "register_model", "create_model", "list_models", "get_spec", "zoos",
+           "weights_id"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class ModelSpec:
         checkpoint's sha256); part of the feature cache key.
     zoo : str
         The collection it belongs to: "pocket", "paper-ssl" or "paper-supervised".
+    fingerprint : callable ``(spec) -> str``, optional
+        Identifies the weights' content where they live in a user's file (an SSL checkpoint);
+        see :func:`weights_id`.
     """
 
     name: str
@@ -54,6 +58,7 @@ class ModelSpec:
     factory: Callable[..., "Backbone"] = field(repr=False, compare=False, default=None)
     weights: str = ""
     zoo: str = "pocket"
+    fingerprint: Callable[["ModelSpec"], str] | None = field(repr=False, compare=False, default=None)
 
 
 class Backbone:
@@ -61,26 +66,32 @@ class Backbone:
 
     spec: ModelSpec
 
-    def extract(self, images: np.ndarray, *, batch_size: int = 64, progress: bool = False,
-                desc: str | None = None) -> np.ndarray:
+    def extract(self, images, *, batch_size: int = 64, progress: bool = False,
+                desc: str | None = None, total: int | None = None) -> np.ndarray:
         """Pooled penultimate features of uint8 images (N, H, W, 1 or 3) -> float32 (N, D).
 
-        Images are converted to the model's channels and resized to its input size here.
+        ``images`` is one array (run in batches of ``batch_size``) or an iterable of uint8
+        batches (streamed; ``total`` images, for the progress bar). Images are converted to
+        the model's channels and resized to its input size here.
         """
         from tqdm.auto import tqdm
 
-        if len(images) == 0:
-            raise ValueError("no images to extract features from")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if isinstance(images, np.ndarray):
+            array, total = images, len(images)
+            images = (array[start:start + batch_size] for start in range(0, total, batch_size))
+        if total == 0:
+            raise ValueError("no images to extract features from")
         chunks = []
-        bar = tqdm(total=len(images), desc=desc or self.spec.name, disable=not progress,
-                   unit="img", leave=False)
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
+        bar = tqdm(total=total, desc=desc or self.spec.name, disable=not progress, unit="img",
+                   leave=False)
+        for batch in images:
             chunks.append(np.asarray(self._features(batch), dtype=np.float32))
             bar.update(len(batch))
         bar.close()
+        if not chunks:
+            raise ValueError("no images to extract features from")
         features = np.concatenate(chunks)
         if not np.isfinite(features).all():
             raise FloatingPointError(f"{self.spec.name} produced non-finite features")
@@ -88,6 +99,18 @@ class Backbone:
 
     def _features(self, images: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def weights_id(spec: ModelSpec) -> str:
+    """What identifies ``spec``'s weights in cache keys: the manifest sha256 of its asset, the
+    fingerprint of its checkpoint file, or its ``weights`` string."""
+    if spec.asset:
+        from .. import assets
+
+        return assets.manifest()[spec.asset].sha256
+    if spec.fingerprint is not None:
+        return spec.fingerprint(spec)
+    return spec.weights or "builtin"
 
 
 _MODELS: Registry[ModelSpec] = Registry("model")

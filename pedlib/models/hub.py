@@ -138,19 +138,6 @@ def _build(arch: str, *, pretrained: bool):
     return net, size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-class _GenericBackbone(TorchBackbone):
-    def __init__(self, spec, module, mean, std, device="cpu"):
-        super().__init__(spec, module, device)
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-
-    def preprocess(self, images):
-        from ..data.images import to_model_input
-
-        x = to_model_input(images, self.spec.input_size, 3) / 255.0
-        return (x - self._mean) / self._std
-
-
 def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
     """A backbone for any model name form (see the module docstring).
 
@@ -187,4 +174,4 @@ def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
                        "classification model, timm:<name>, or <architecture>=<checkpoint path>") from None
     spec = ModelSpec(name, "", "torch", size, 3, f"/255 then mean {tuple(mean)} std {tuple(std)}",
                      "unknown", arch.split(":")[-1], True, None, weights)
-    return _GenericBackbone(spec, _Features(net, dim), mean, std, device=device)
+    return TorchBackbone(spec, _Features(net, dim), device=device, mean=mean, std=std)

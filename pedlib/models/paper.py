@@ -104,6 +104,29 @@ def ssl_checkpoint_path(name: str, *, download: bool = True) -> Path:
                             f"Put the file at {path} (set PEDLIB_MODELS to use another folder).")
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _ssl_fingerprint(spec: ModelSpec) -> str:
+    """sha256 of the checkpoint file (memoised per path, size and modification time), so that
+    replacing a file invalidates the features and fine-tuning results made from it."""
+    try:
+        path = ssl_checkpoint_path(spec.name, download=False)
+    except FileNotFoundError:
+        return f"{spec.weights}:missing"
+    stat = path.stat()
+    token = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if token not in _FINGERPRINTS:
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _FINGERPRINTS[token] = "sha256:" + digest.hexdigest()
+    return _FINGERPRINTS[token]
+
+
 def _ssl_factory(spec: ModelSpec, *, mirror=None, device="cpu", threads: int = 2):
     net = load_ssl_resnet50(ssl_checkpoint_path(spec.name))
     return TorchBackbone(spec, _Features(net, 2048), device=device)
@@ -117,7 +140,8 @@ def _supervised_factory(spec: ModelSpec, *, mirror=None, device="cpu", threads: 
 
 for _name in SSL_MODELS:
     register_model(ModelSpec(_name, "", "torch", 224, 3, "imagenet mean/std", "imagenet",
-                             "resnet50-ssl", True, _ssl_factory, f"ssl-transfer:{_name}", "paper-ssl"))
+                             "resnet50-ssl", True, _ssl_factory, f"ssl-transfer:{_name}", "paper-ssl",
+                             _ssl_fingerprint))
 for _name in SUPERVISED_MODELS:
     register_model(ModelSpec(_name, "", "torch", 299 if _name == "inception_v3" else 224, 3,
                              "imagenet mean/std", "imagenet", "supervised", True, _supervised_factory,
