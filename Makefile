@@ -47,9 +47,13 @@ groundtruth: setup  ## stage 01: linear probe + fine-tuning table (committed tab
 	@mkdir -p $(OUT)
 	$(call RUN_NB,01_finetune)
 
-finetune: setup  ## stage 01, recomputing fine-tuning from scratch (slow: see README)
-	@mkdir -p $(OUT)
-	$(call RUN_NB,01_finetune,-p recompute_finetune True)
+# One job per (model, dataset) or, for the paper studies' sweep, per (model, dataset, grid
+# point) plus final retrains; finished jobs are skipped. `make -j4 finetune` runs 4 at once.
+FT_JOBS = results/$(STUDY)/groundtruth/finetune-jobs.mk
+finetune: setup  ## fine-tuning ground truth as resumable jobs (slow: see README); make -jN runs N at once
+	$(BIN)/python -m pedlib finetune $(STUDY) --makefile $(FT_JOBS)
+	$(MAKE) --no-print-directory -f $(FT_JOBS) all
+	$(BIN)/python -m pedlib finetune $(STUDY) --collect
 
 extract: setup  ## stage 02: features of every model on every target (cached)
 	@mkdir -p $(OUT)

@@ -1,4 +1,4 @@
-"""Command line: ``pedlib rank`` (also ``python -m pedlib rank``)."""
+"""Command line: ``pedlib rank`` and ``pedlib finetune`` (also ``python -m pedlib ...``)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,52 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--device", default="cpu", help="cpu or cuda")
     rank.add_argument("--seed", type=int, default=0)
     rank.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    finetune = sub.add_parser("finetune", help="run a study's fine-tuning jobs",
+                              description=FINETUNE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    finetune.add_argument("study", help="study name (params/<study>.yaml) or params file")
+    action = finetune.add_mutually_exclusive_group()
+    action.add_argument("--job", metavar="ID", help="run one job (skipped when its result is fresh)")
+    action.add_argument("--list", action="store_true", help="list the jobs and whether each is done")
+    action.add_argument("--makefile", metavar="PATH", help="write a Makefile of the pending jobs")
+    action.add_argument("--collect", action="store_true", help="assemble finished jobs into the table")
+    finetune.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+FINETUNE_HELP = """\
+Run the fine-tuning ground truth of a study as independent jobs (see pedlib.finetune_stage):
+one per (model, dataset) for the pocket study's protocol, one per (model, dataset, grid point)
+plus one final retrain per seed for the paper studies' sweep. Without an action every pending
+job runs here, one after the other, then the table is assembled. `make -j4 finetune
+STUDY=...` runs them four at a time through --makefile.
+"""
+
+
+def _finetune(args) -> int:
+    from .study import Study
+
+    study = Study.load(args.study, progress=not args.quiet)
+    if args.list:
+        pending = {job.id for job in study.pending_finetune_jobs()}
+        for job in study.finetune_jobs():
+            print(f"{'pending' if job.id in pending else 'done   '}  {job.id}")
+        print(f"{len(pending)} of {len(study.finetune_jobs())} jobs pending")
+    elif args.makefile:
+        pending, total = study.finetune_makefile(args.makefile)
+        print(f"{args.makefile}: {pending} of {total} jobs pending")
+    elif args.job:
+        result = study.run_finetune_job(args.job)
+        if isinstance(result, dict):
+            score = next(result[k] for k in ("test_score", "val_score") if k in result)
+            print(f"{args.job}: {result['metric']} {score:.4f} (lr {result['learning_rate']:g}, "
+                  f"wd {result['weight_decay']:g})")
+        else:
+            print(result.to_string(index=False))
+    else:
+        table = study.finetune(recompute=True) if not args.collect else study.collect_finetune()
+        print(f"{study.finetune_table_path()}: {len(table)} rows")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -55,6 +100,15 @@ def main(argv=None) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # also silences the image-decoding bars
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command == "finetune":
+        from .params import ParamsError
+
+        try:
+            return _finetune(args)
+        except (ParamsError, KeyError, FileNotFoundError, RuntimeError, ValueError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            print(f"pedlib finetune: {message}", file=sys.stderr)
+            return 2
     from . import select
     from .models.hub import WeightsUnavailable
 

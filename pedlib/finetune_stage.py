@@ -66,6 +66,10 @@ class FinetuneStage:
         pool = models.list_models(trainable=True) if chosen == "trainable" else list(chosen)
         return [m for m in self.models if m in pool]
 
+    def finetune_datasets(self) -> list[str]:
+        chosen = self.params.groundtruth.finetune.datasets
+        return self.datasets if chosen == "all" else [d for d in self.datasets if d in chosen]
+
     @property
     def finetune_protocol(self) -> str:
         return self.params.groundtruth.finetune.protocol
@@ -92,7 +96,7 @@ class FinetuneStage:
     @cached_property
     def _jobs(self) -> dict[str, FinetuneJob]:
         jobs = {}
-        cells = [(m, d) for d in self.datasets for m in self.finetune_models()]
+        cells = [(m, d) for d in self.finetune_datasets() for m in self.finetune_models()]
         if self.finetune_protocol == "cell":
             for model, dataset in cells:
                 job = FinetuneJob(f"{model}/{dataset}/cell", model, dataset, "cell", 0,
@@ -126,7 +130,7 @@ class FinetuneStage:
     def _cell_key(self) -> str:
         """Depends on the protocol, the models' weights and the exact splits, not on code edits
         (the committed table must survive refactoring; its record keeps the code version)."""
-        jobs = [(m, d) for d in self.datasets for m in self.finetune_models()]
+        jobs = [(m, d) for d in self.finetune_datasets() for m in self.finetune_models()]
         return records.content_key("finetune", self.finetune_config().as_dict(), self.params.seed,
                                    [(m, models.get_spec(m).asset, self.source(d).content_id,
                                      self.split(d).train.tolist(), self.split(d).test.tolist())
@@ -177,7 +181,8 @@ class FinetuneStage:
             return frame
         progress = self.progress if progress is None else progress
         result = self._run_sweep_job(job, key, progress)
-        records.atomic_write(job.path, json.dumps(result, indent=1).encode())
+        text = json.dumps(result, indent=1)
+        records.atomic_write(job.path, lambda tmp: tmp.write_text(text))
         records.write_record(job.path, key, params=self._record_params(), seed=self.params.seed,
                              inputs={"job": job.id, "needs": list(job.needs)},
                              extra={"protocol": "pedlib.groundtruth.sweep (module docstring)"})
@@ -319,8 +324,8 @@ class FinetuneStage:
         for job in pending:
             needs = " ".join(str(self._jobs[n].path) for n in job.needs)
             lines += [f"{job.path}: {needs}".rstrip(), f"\t$(PEDLIB_FINETUNE) --job {job.id}", ""]
-        path = Path(path)
-        records.atomic_write(path, "\n".join(lines).encode())
+        text = "\n".join(lines)
+        records.atomic_write(path, lambda tmp: tmp.write_text(text))
         return len(pending), len(jobs)
 
     def finetune_one(self, model: str, dataset: str, config: FinetuneConfig | None = None,

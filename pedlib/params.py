@@ -71,6 +71,7 @@ class FinetuneParams(FinetuneConfig):
     enabled: bool = True
     table: str | None = None  # committed result table; None: results/<study>/groundtruth/finetune.csv
     models: tuple[str, ...] | Literal["trainable"] = "trainable"
+    datasets: tuple[str, ...] | Literal["all"] = "all"
     protocol: Literal["cell", "sweep"] = "cell"
     weight_decay_per_lr: bool = False
     augment: bool = False
@@ -164,6 +165,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     if hint is Any:
         return value
     if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:  # null means None, not a default-built section
+            return None
         errors = []
         for option in args:
             try:
@@ -282,6 +285,10 @@ def _validate(params: StudyParams, where: str) -> StudyParams:
     if fine.models != "trainable":
         _check_names("model", fine.models, models.list_models(trainable=True),
                      f"{where}: groundtruth.finetune.models (trainable models)")
+    if fine.datasets != "all":
+        _check_names("dataset", fine.datasets, params.datasets, f"{where}: groundtruth.finetune.datasets")
+    if fine.workers < 0 or fine.checkpoint_every < 1 or params.extract.workers < 0:
+        _fail(where, "workers must be >= 0 and groundtruth.finetune.checkpoint_every >= 1")
     for pool, rule in params.pools.items():
         _check_names("pool rule", rule, ("family", "source", "trainable", "models"),
                      f"{where}: pools.{pool}")

@@ -36,7 +36,7 @@ def wtau_table(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool
     table = rows.pivot_table(index=["metric", "method"], columns="dataset", values="weighted_tau",
                              sort=False)
     datasets = [d for d in dict.fromkeys(rows.dataset) if d != "mean"]
-    return table[datasets + (["mean"] if "mean" in table else [])].reset_index(level=0, drop=True)
+    return table.reindex(columns=datasets + (["mean"] if "mean" in table else [])).reset_index(level=0, drop=True)
 
 
 def wtau_bars(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool: str = "all"):
@@ -229,10 +229,11 @@ def study_figures(study) -> dict[str, Path]:
     runtime = scores[scores.variant.isin(["plain", "ped"])].pivot_table(
         index="metric", columns="variant", values="seconds", aggfunc="median", sort=False)
     _save_table(runtime, out / "runtime", written, "runtime_table", digits=4)
-    # PED trajectory: the best and the worst model (by linear probe) on the first target.
-    target = study.datasets[0]
+    # PED trajectory: the best and the worst model (by the first ground truth) on the first
+    # target it covers (a fine-tuning sweep may cover only some targets).
     truth = accuracies[first_truth]
-    ranked = truth[truth.dataset == target].sort_values("accuracy")
+    target = next(d for d in study.datasets if (truth.dataset == d).any())
+    ranked = truth[truth.dataset == target].sort_values("accuracy", kind="stable")
     for label, model in (("worst", ranked.model.iloc[0]), ("best", ranked.model.iloc[-1])):
         train = study.features(model, target, "train")
         x = train["features"].astype(np.float64)
@@ -241,7 +242,7 @@ def study_figures(study) -> dict[str, Path]:
         result = ped_module.decline(x, train["labels"], reference,
                                     **{**ped_module.DEFAULTS, **study.params.ped})
         _save(ped_trajectory(result, x, train["labels"], reference,
-                             title=f"PED on {target}: {model} ({label} linear probe)"),
+                             title=f"PED on {target}: {model} ({label} by {first_truth})"),
               out / f"trajectory_{target}_{label}.png", written, f"trajectory_{label}")
     index = "\n".join(f"- {name}: [{path.name}]({path.name})" for name, path in written.items())
     records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(

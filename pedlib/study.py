@@ -262,15 +262,16 @@ class Study(FinetuneStage):
 
     # ------------------------------------------------------------------ ground truth
     def groundtruth(self, *, recompute_finetune: bool = False) -> dict[str, pd.DataFrame]:
-        """Stage 01: every ground truth the study evaluates against."""
+        """Stage 01: every ground truth the study evaluates against, in the order of
+        ``evaluation.groundtruth`` (the first one orders the figures' best/worst models)."""
         out = {}
-        wanted = self.params.evaluation.groundtruth
-        if "linear_probe" in wanted:
-            out["linear_probe"] = self.linear_probe()
-        if "finetune" in wanted and self.params.groundtruth.finetune.enabled:
-            out["finetune"] = self.finetune(recompute=recompute_finetune)
-        if "published" in wanted:
-            out["published"] = self.published()
+        for name in self.params.evaluation.groundtruth:
+            if name == "linear_probe":
+                out[name] = self.linear_probe()
+            elif name == "finetune" and self.params.groundtruth.finetune.enabled:
+                out[name] = self.finetune(recompute=recompute_finetune)
+            elif name == "published":
+                out[name] = self.published()
         return out
 
     def linear_probe(self) -> pd.DataFrame:

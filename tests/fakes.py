@@ -242,3 +242,55 @@ def paper_datasets(root: Path, train: int = 5, test: int = 2, classes: int = 3) 
     made["voc2007"] = voc2007(root / "voc2007", train=2, test=1)
     made["imagenet"] = imagenet(root / "imagenet")
     return made
+
+
+# ---------------------------------------------------------------- self-supervised checkpoints
+#: the layout each model's original release uses (converted files for BYOL and SimCLR)
+SSL_LAYOUTS = {"byol": "plain", "simclr-v1": "plain", "simclr-v2": "resnet", "moco-v1": "moco",
+               "moco-v2": "moco", "pcl-v1": "moco", "pcl-v2": "moco", "swav": "swav",
+               "deepcluster-v2": "swav", "sela-v2": "swav", "infomin": "encoder", "insdis": "encoder"}
+
+
+def ssl_checkpoint(resnet_state: dict, layout: str):
+    """A torchvision ResNet-50 state dict wrapped as an SSL release of ``layout`` stores it."""
+    backbone = {k: v for k, v in resnet_state.items() if not k.startswith("fc.")}
+    if layout == "moco":  # MoCo / PCL: query and key encoders, a queue, an MLP fc head
+        state = {f"module.encoder_q.{k}": v for k, v in backbone.items()}
+        state.update({f"module.encoder_k.{k}": v * 0 for k, v in backbone.items()})
+        state.update({"module.queue": torch_zeros(128, 10), "module.encoder_q.fc.0.weight": torch_zeros(4, 4)})
+        return {"state_dict": state, "epoch": 200, "arch": "resnet50"}
+    if layout == "swav":  # SwAV / DeepCluster-v2 / SeLa-v2: projection head and prototypes
+        state = {f"module.{k}": v for k, v in backbone.items()}
+        state.update({"module.projection_head.0.weight": torch_zeros(4, 4),
+                      "module.prototypes.weight": torch_zeros(3000, 128)})
+        return state
+    if layout == "resnet":
+        return {"resnet": dict(resnet_state)}
+    if layout == "encoder":  # InfoMin / InsDis style
+        return {"model": {f"encoder.{k}": v for k, v in backbone.items()}}
+    if layout == "plain":
+        return dict(resnet_state)
+    raise ValueError(layout)
+
+
+def torch_zeros(*shape):
+    import torch
+
+    return torch.zeros(*shape)
+
+
+def ssl_checkpoints(folder: Path, names=tuple(SSL_LAYOUTS)) -> dict[str, Path]:
+    """``folder/<name>.pth``: a differently seeded random ResNet-50 per model, in its release's
+    layout, stored in float16 (loading casts to float32) to keep the files small."""
+    import torch
+    import torchvision
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for i, name in enumerate(names):
+        torch.manual_seed(100 + i)
+        state = {k: v.half() if v.is_floating_point() else v
+                 for k, v in torchvision.models.resnet50().state_dict().items()}
+        paths[name] = folder / f"{name}.pth"
+        torch.save(ssl_checkpoint(state, SSL_LAYOUTS[name]), paths[name])
+    return paths

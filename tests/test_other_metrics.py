@@ -63,6 +63,12 @@ def test_parc_reduces_to_n_dims_with_pca(blobs):
     assert parc(x, y, n_dims=5) == pytest.approx(parc(reduced, y, n_dims=64), rel=1e-9)
 
 
+def test_parc_with_fewer_samples_than_dims_keeps_the_datas_rank():
+    x, y = make_blobs(n_per_class=5, n_classes=3, n_features=64)
+    reduced = PCA(n_components=14, svd_solver="full").fit_transform(x)  # N - 1 = 14 < 32
+    assert parc(x, y) == pytest.approx(parc(reduced, y, n_dims=64), rel=1e-9)
+
+
 def test_parc_subsample_is_stratified_and_seeded():
     x, y = make_blobs(n_per_class=30, n_classes=3)
     a = parc(x, y, max_samples=30, seed=0)

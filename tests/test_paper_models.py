@@ -4,6 +4,7 @@ import pytest
 import torch
 import torchvision
 
+import fakes
 from pedlib import models
 from pedlib.models.paper import SSL_MODELS, SUPERVISED_MODELS, load_ssl_resnet50, ssl_checkpoint_path
 
@@ -31,23 +32,7 @@ def _probe(net):
 
 @pytest.mark.parametrize("layout", ["moco", "swav", "resnet", "encoder", "plain"])
 def test_ssl_checkpoint_layouts_load_the_same_backbone(resnet_state, tmp_path, layout):
-    backbone = {k: v for k, v in resnet_state.items() if not k.startswith("fc.")}
-    if layout == "moco":  # MoCo / PCL: query and key encoders, a queue, an MLP fc head
-        state = {f"module.encoder_q.{k}": v for k, v in backbone.items()}
-        state.update({f"module.encoder_k.{k}": v * 0 for k, v in backbone.items()})
-        state.update({"module.queue": torch.zeros(128, 10), "module.encoder_q.fc.0.weight": torch.zeros(4, 4)})
-        checkpoint = {"state_dict": state, "epoch": 200, "arch": "resnet50"}
-    elif layout == "swav":  # SwAV / DeepCluster-v2 / SeLa-v2: projection head and prototypes
-        state = {f"module.{k}": v for k, v in backbone.items()}
-        state.update({"module.projection_head.0.weight": torch.zeros(4, 4),
-                      "module.prototypes.weight": torch.zeros(3000, 128)})
-        checkpoint = state
-    elif layout == "resnet":
-        checkpoint = {"resnet": dict(resnet_state)}
-    elif layout == "encoder":  # InfoMin / InsDis style
-        checkpoint = {"model": {f"encoder.{k}": v for k, v in backbone.items()}}
-    else:
-        checkpoint = dict(resnet_state)
+    checkpoint = fakes.ssl_checkpoint(resnet_state, layout)
     path = tmp_path / f"{layout}.pth"
     torch.save(checkpoint, path)
     net = load_ssl_resnet50(path)

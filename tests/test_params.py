@@ -59,3 +59,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_params(tmp_path / "params" / "bad.yaml")
     params = load_params(tmp_path / "params" / "good.yaml")
     assert params.output_dir == tmp_path / "results" / "t"
+
+
+def test_null_switches_an_optional_section_off():
+    params = load_params(ROOT / "params" / "paper-ssl.yaml")
+    assert params.sensitivity is None  # `sensitivity: null`, not the default grid
+    assert params.groundtruth.finetune.protocol == "sweep"
+    assert params.groundtruth.finetune.learning_rates == (1e-4, 1e-3, 1e-2, 1e-1)

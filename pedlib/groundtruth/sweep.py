@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import records
 from ..data import ImageSource
 from ..data.loader import chunk, iter_batches
 from .accuracy import evaluate
@@ -240,10 +241,7 @@ def train(backbone, source: ImageSource, fit: np.ndarray, *, learning_rate: floa
 
 
 def _save_checkpoint(path: Path, state: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
-    temporary.replace(path)
+    records.atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 @torch.no_grad()
@@ -274,6 +272,5 @@ def score(module: nn.Module, backbone, source: ImageSource, indices: np.ndarray,
 
 
 def remove_checkpoint(path: Path):
-    for stale in (path, path.with_name(path.name + ".tmp")):
-        stale.unlink(missing_ok=True)
-
+    """Delete a finished job's checkpoint."""
+    Path(path).unlink(missing_ok=True)

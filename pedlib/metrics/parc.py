@@ -35,7 +35,8 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     1. a seeded, class-stratified subsample of at most ``max_samples`` samples (the N x N
        matrices below are quadratic in N);
     2. PCA to ``n_dims`` dimensions when D > n_dims (exact PCA; the SFDA/PED code uses a
-       randomized approximation with one power iteration);
+       randomized approximation with one power iteration); with fewer samples than that, to
+       N - 1 dimensions, the rank of the centred data (the reference fails there);
     3. standardise each feature (zero mean, unit variance; constant features left at 0);
     4. RDM_f = 1 - corrcoef(samples) and RDM_y = 1 - corrcoef(one-hot labels);
     5. score = 100 * Spearman(upper triangle of RDM_f, upper triangle of RDM_y).
@@ -68,8 +69,9 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     data = check_features_labels(features, labels)
     chosen = stratified_subsample(data.codes, int(max_samples), seed)
     x, codes = data.features[chosen], data.codes[chosen]
-    if x.shape[1] > n_dims:
-        x = PCA(n_components=int(n_dims), svd_solver="full").fit_transform(x)
+    kept = min(int(n_dims), len(x) - 1)
+    if x.shape[1] > kept:
+        x = PCA(n_components=kept, svd_solver="full").fit_transform(x)
     std = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
     upper = np.triu_indices(len(codes), k=1)
