@@ -38,8 +38,17 @@ from .params import ParamsError
 
 __all__ = ["FinetuneJob", "FinetuneStage"]
 
-_CELL_CODE = ("groundtruth.finetune", "models.nets", "models.torch_backbone", "models.pocket",
-              "data.images", "data._source")
+
+def _cell_code_objects() -> tuple:
+    """What the ``cell`` protocol's results depend on: the protocol, the networks, how their
+    weights are loaded and their input is made, and how targets are split."""
+    from .data import _source, images
+    from .groundtruth import finetune
+    from .models import nets, pocket, torch_backbone
+
+    return (finetune, nets, pocket.load_torch_module, pocket._torch, torch_backbone.TorchBackbone.preprocess,
+            images.to_model_input, images.decode, _source.split, _source._cap_per_class)
+
 _SWEEP_CODE = ("groundtruth.sweep", "groundtruth.accuracy", "groundtruth.finetune", "data.loader",
                "data.images", "models.torch_backbone", "models.hub", "models.paper", "models.nets")
 
@@ -138,7 +147,7 @@ class FinetuneStage:
 
     @cached_property
     def _cell_code(self) -> str:
-        return records.code_version(*_CELL_CODE)
+        return records.source_version(*_cell_code_objects())
 
     def _sweep_split(self, dataset: str) -> tuple[np.ndarray, np.ndarray]:
         """(fit, val) of ``dataset`` for the grid jobs."""

@@ -56,6 +56,20 @@ def content_key(*parts: Any) -> str:
 
 
 @lru_cache(maxsize=None)
+def source_version(*objects: Any) -> str:
+    """Hash of the source of particular modules, classes or functions: narrower than
+    :func:`code_version` for results that are expensive to recompute (the committed
+    fine-tuning table), so that edits elsewhere in the same modules leave them valid."""
+    import inspect
+
+    digest = hashlib.sha256()
+    for obj in objects:
+        digest.update(f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj.__name__)}".encode())
+        digest.update(inspect.getsource(obj).encode())
+    return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
 def code_version(*modules: str) -> str:
     """Hash of the source of pedlib modules or subpackages (e.g. ``"ped"``, ``"metrics"``).
 
