@@ -60,7 +60,8 @@ def cached_features(path: str | Path, spec: ModelSpec, source: ImageSource, indi
     arrays = dict(features=features, labels=source.labels[indices], indices=np.asarray(indices))
     records.save_npz(path, **arrays)
     records.write_record(path, key, params=params, inputs={
-        "model": spec.name, "weights": spec.asset, "dataset": source.name,
+        "model": spec.name, "weights": spec.asset or spec.weights, "weights_id": weights_id(spec),
+        "dataset": source.name,
         "dataset_content": source.content_id, "n_images": int(len(indices)),
         "classes": list(source.classes)}, extra={"seconds": time.perf_counter() - started,
                                                    "shape": list(features.shape)})

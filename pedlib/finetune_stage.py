@@ -281,8 +281,11 @@ class FinetuneStage:
                 raise ParamsError(f"the fine-tuning table {path} {problem} params/{self.params.study}"
                                   f".yaml; run `make finetune STUDY={self.params.study}` (slow; see "
                                   "README) to compute it")
-        for job in tqdm(self.pending_finetune_jobs(), desc="fine-tune", disable=not self.progress):
-            self.run_finetune_job(job)
+        try:
+            for job in tqdm(self.pending_finetune_jobs(), desc="fine-tune", disable=not self.progress):
+                self.run_finetune_job(job)
+        finally:
+            self._backbones.clear()
         return self.collect_finetune()
 
     def collect_finetune(self) -> pd.DataFrame:
