@@ -34,3 +34,17 @@ if os.environ.get("PEDLIB_ASSETS"):  # notebooks run in temporary folders: make 
     os.environ["PEDLIB_ASSETS"] = str(Path(os.environ["PEDLIB_ASSETS"]).resolve())
 
 needs_assets = pytest.mark.skipif(not HAVE_ASSETS, reason="../shared/assets not present")
+
+PIPELINE = ["01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures"]
+
+
+def run_notebooks(project: Path, study: str, notebooks=PIPELINE):
+    """Execute the notebooks headless with papermill in ``project`` (as `make reproduce`
+    does), keeping the executed copies in ``project/executed``."""
+    papermill = pytest.importorskip("papermill")
+    (project / "executed").mkdir(exist_ok=True)
+    for name in notebooks:
+        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
+                                   str(project / "executed" / f"{name}.ipynb"), cwd=str(project),
+                                   parameters={"study": study, "progress": False},
+                                   progress_bar=False, kernel_name="python3")

@@ -15,11 +15,10 @@ import pytest
 import yaml
 
 import fakes
-from conftest import ROOT
+from conftest import ROOT, run_notebooks
 from pedlib import metrics, records
 from pedlib.study import Study
 
-NOTEBOOKS = ["01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures"]
 FINETUNED = {"models": ["byol", "moco-v2", "swav"], "datasets": ["voc2007"]}
 
 
@@ -69,13 +68,7 @@ def finetuned(world):
 
 @pytest.fixture(scope="module")
 def ran(world, finetuned):
-    papermill = pytest.importorskip("papermill")
-    (world / "executed").mkdir()
-    for name in NOTEBOOKS:
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
-                                   str(world / "executed" / f"{name}.ipynb"), cwd=str(world),
-                                   parameters={"study": "paper-ssl", "progress": False},
-                                   progress_bar=False, kernel_name="python3")
+    run_notebooks(world, "paper-ssl")
     return Study.load(world / "params" / "paper-ssl.yaml", progress=False)
 
 

@@ -15,24 +15,17 @@ import yaml
 from pedlib import evaluate, metrics, records
 from pedlib.study import Study
 
-from conftest import ROOT, needs_assets
+from conftest import ROOT, needs_assets, run_notebooks
 
-NOTEBOOKS = ["01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures"]
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """Run the smoke study's notebooks in a fresh project folder (params copied, no results)."""
-    papermill = pytest.importorskip("papermill")
     root = tmp_path_factory.mktemp("project")
     (root / "params").mkdir()
     shutil.copy(ROOT / "params" / "smoke.yaml", root / "params" / "smoke.yaml")
-    (root / "executed").mkdir()
-    for name in NOTEBOOKS:
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
-                                   str(root / "executed" / f"{name}.ipynb"), cwd=str(root),
-                                   parameters={"study": "smoke", "progress": False},
-                                   progress_bar=False, kernel_name="python3")
+    run_notebooks(root, "smoke")
     return Study.load(root / "params" / "smoke.yaml", progress=False)
 
 

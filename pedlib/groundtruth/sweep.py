@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -43,40 +43,32 @@ from .. import records
 from ..data import ImageSource
 from ..data.loader import chunk, iter_batches
 from .accuracy import evaluate
-from .finetune import _threads
+from .finetune import FinetuneConfig, _threads
 
 __all__ = ["SweepConfig", "validation_split", "batch_schedule", "augment_batch", "train", "predict",
            "score", "remove_checkpoint"]
 
 
 @dataclass(frozen=True)
-class SweepConfig:
-    """The sweep protocol's settings (see the module docstring)."""
+class SweepConfig(FinetuneConfig):
+    """The sweep protocol's settings (see the module docstring); the shared ones are
+    :class:`FinetuneConfig`'s, with the paper's values as defaults."""
 
     learning_rates: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
     weight_decays: tuple[float, ...] = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)
-    weight_decay_per_lr: bool = True
     steps: int = 5000
     batch_size: int = 64
-    momentum: float = 0.9
-    val_fraction: float = 0.2
     seeds: tuple[int, ...] = (0,)
+    weight_decay_per_lr: bool = True
     augment: bool = True
     device: str = "cpu"
     workers: int = 0
     checkpoint_every: int = 500
-    threads: int = 2
 
     def __post_init__(self):
-        if not self.learning_rates or not self.weight_decays or not self.seeds:
-            raise ValueError("learning_rates, weight_decays and seeds must be non-empty")
-        if any(lr <= 0 for lr in self.learning_rates) or any(wd < 0 for wd in self.weight_decays):
-            raise ValueError("learning rates must be > 0 and weight decays >= 0")
-        if min(self.steps, self.batch_size, self.threads, self.checkpoint_every) < 1 or self.workers < 0:
-            raise ValueError("steps, batch_size, threads and checkpoint_every must be positive, "
-                             "workers >= 0")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        super().__post_init__()
+        if self.checkpoint_every < 1 or self.workers < 0:
+            raise ValueError("checkpoint_every must be positive and workers >= 0")
 
     def grid(self) -> list[tuple[float, float]]:
         """The (learning rate, weight decay) points, learning-rate-major."""
@@ -85,7 +77,7 @@ class SweepConfig:
 
     def result_settings(self) -> dict:
         """The settings that change results (workers and checkpointing do not)."""
-        settings = asdict(self)
+        settings = self.as_dict()
         for name in ("workers", "checkpoint_every", "seeds"):
             settings.pop(name)
         if settings["device"] == "cpu":
