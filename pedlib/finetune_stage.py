@@ -154,18 +154,21 @@ class FinetuneStage:
         return sweep.validation_split(self.source(dataset), self.split(dataset).train,
                                       self.sweep_config().val_fraction, self.params.seed)
 
+    @cached_property
+    def _job_keys(self) -> dict:
+        return {}  # job id or (model, dataset) -> key: params do not change; the paper sweep has 2,772 jobs
+
     def finetune_job_key(self, job: FinetuneJob) -> str:
         """The content key of a job's result (inputs, settings and code)."""
+        if job.id not in self._job_keys:
+            self._job_keys[job.id] = self._compute_job_key(job)
+        return self._job_keys[job.id]
+
+    def _compute_job_key(self, job: FinetuneJob) -> str:
         if job.kind == "cell":
             return records.content_key(self._cell_key(), job.model, job.dataset, self._cell_code)
         config = self.sweep_config()
-        spec = self.spec(job.model)
-        fit, val = self._sweep_split(job.dataset)
-        base = records.content_key("finetune-sweep", config.result_settings(), spec.name,
-                                   models.weights_id(spec), spec.input_size, spec.normalisation,
-                                   self.source(job.dataset).content_id, self.source(job.dataset).metric,
-                                   records.content_key(fit.tolist()), records.content_key(val.tolist()),
-                                   self.params.seed, records.code_version(*_SWEEP_CODE))
+        base = self._sweep_base_key(job.model, job.dataset)
         if job.kind == "grid":
             return records.content_key(base, "grid", config.grid()[job.index])
         split = self.split(job.dataset)
@@ -173,6 +176,22 @@ class FinetuneStage:
                                    [self.finetune_job_key(self._jobs[n]) for n in job.needs],
                                    records.content_key(split.train.tolist()),
                                    records.content_key(split.test.tolist()))
+
+    def _sweep_base_key(self, model: str, dataset: str) -> str:
+        """What every sweep job of (model, dataset) depends on."""
+        if (model, dataset) not in self._job_keys:
+            self._job_keys[(model, dataset)] = self._compute_sweep_base_key(model, dataset)
+        return self._job_keys[(model, dataset)]
+
+    def _compute_sweep_base_key(self, model: str, dataset: str) -> str:
+        config = self.sweep_config()
+        spec = self.spec(model)
+        fit, val = self._sweep_split(dataset)
+        return records.content_key("finetune-sweep", config.result_settings(), spec.name,
+                                   models.weights_id(spec), spec.input_size, spec.normalisation,
+                                   self.source(dataset).content_id, self.source(dataset).metric,
+                                   records.content_key(fit.tolist()), records.content_key(val.tolist()),
+                                   self.params.seed, records.code_version(*_SWEEP_CODE))
 
     def finetune_job_done(self, job: FinetuneJob) -> bool:
         return records.is_fresh(job.path, self.finetune_job_key(job))

@@ -180,6 +180,8 @@ def train(backbone, source: ImageSource, fit: np.ndarray, *, learning_rate: floa
     -------
     nn.Module, in eval mode, on ``config.device``.
     """
+    if len(fit) == 0:
+        raise ValueError(f"{source.name}: no training images to fine-tune on")
     device = torch.device(config.device)
     n_classes = len(source.classes)
     with _threads(config.threads):
