@@ -26,13 +26,17 @@ def notebook(name: str, title: str, intro: str, cells: list, extra_params: str =
                                   "results in `{run.output}`\")"))
     for cell in cells:
         nb.cells.append(new_markdown_cell(cell[1:]) if cell.startswith("#") else new_code_cell(cell))
+    for i, cell in enumerate(nb.cells):  # stable ids: regenerating changes only edited cells
+        cell.id = f"{name}-{i:02d}"
     nbformat.write(nb, HERE / f"{name}.ipynb")
 
 
 notebook("01_finetune", "01 · Ground truth",
-         "How well does each model really transfer? Two protocols: a linear probe on frozen "
-         "features (every model) and fine-tuning (the PyTorch models; read from the committed "
-         "table unless `recompute_finetune`). Protocols: `pedlib.groundtruth`.",
+         "How well does each model really transfer? A linear probe on frozen features (every "
+         "model), fine-tuning (the PyTorch models: the pocket study reads its committed table "
+         "unless `recompute_finetune`; the paper studies' sweep runs its unfinished jobs, or use "
+         "`make -j4 finetune`), and the papers' published accuracies. Protocols: "
+         "`pedlib.groundtruth`.",
          ["#Every ground truth the study evaluates against (params: evaluation.groundtruth).",
           "truths = run.groundtruth(recompute_finetune=recompute_finetune)\n{name: len(table) for name, table in truths.items()}",
           "#Accuracy per model and target, one table per ground truth (fine-tuning: mean over seeds).",
