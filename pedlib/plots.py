@@ -242,7 +242,7 @@ def study_figures(study) -> dict[str, Path]:
         result = ped_module.decline(x, train["labels"], reference,
                                     **{**ped_module.DEFAULTS, **study.params.ped})
         _save(ped_trajectory(result, x, train["labels"], reference,
-                             title=f"PED on {target}: {model} ({label} by {first_truth})"),
+                             title=f"PED on {target}: {model} ({label} by {first_truth.replace('_', ' ')})"),
               out / f"trajectory_{target}_{label}.png", written, f"trajectory_{label}")
     index = "\n".join(f"- {name}: [{path.name}]({path.name})" for name, path in written.items())
     records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(
