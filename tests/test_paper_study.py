@@ -179,3 +179,17 @@ def test_scored_split_is_a_param(ran):
     expected = metrics.get("logme")(np.concatenate([b["features"] for b in both]).astype(np.float64),
                                     np.concatenate([b["labels"] for b in both]))
     assert cell[cell.method == "logme"].score.iloc[0] == expected
+
+
+def test_paper_sweeps_plan_one_job_per_grid_point_and_a_final_per_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEDLIB_DATA", str(tmp_path / "no-data"))
+    for name, n_models in (("paper-ssl", 12), ("paper-supervised", 11)):
+        study = Study.load(ROOT / "params" / f"{name}.yaml", progress=False)
+        jobs = study.finetune_jobs()
+        assert len(jobs) == n_models * 11 * (20 + 1)  # 4 learning rates x 5 weight decays + final
+        final = study.finetune_job(f"{study.models[0]}/voc2007/final-seed0")
+        assert len(final.needs) == 20 and all(n.startswith(f"{study.models[0]}/voc2007/grid-") for n in final.needs)
+    # without the data the job plan still lists, but nothing runs: the error says what is missing
+    done = subprocess.run([sys.executable, "-m", "pedlib", "finetune", str(ROOT / "params" / "paper-ssl.yaml"),
+                           "--list"], capture_output=True, text=True)
+    assert done.returncode == 2 and "not found under" in done.stderr and "PEDLIB_DATA" in done.stderr
