@@ -115,13 +115,18 @@ def test_finished_jobs_are_skipped_and_changed_settings_rerun_them(finetuned, wo
 def test_study_runs_a_sweep_in_process_with_a_held_out_fifth_of_train(world):
     """cifar10 has no val split: validation is a stratified 20% of train."""
     raw = yaml.safe_load((world / "params" / "paper-ssl.yaml").read_text())
-    raw["groundtruth"]["finetune"].update(datasets=["cifar10"], steps=1, weight_decays=[0.0])
+    raw["groundtruth"]["finetune"].update(datasets=["cifar10"], steps=3, weight_decays=[0.0],
+                                          learning_rates=[0.01, 1.0e12])  # the second diverges
     raw["output"] = "results/in-process"
     path = world / "params" / "in-process.yaml"
     path.write_text(yaml.safe_dump(raw))
     study = Study.load(path, progress=False)
-    table = study.finetune()
+    with pytest.warns(UserWarning, match="diverged"):
+        table = study.finetune()
     assert len(table) == 3 and (table.metric == "accuracy").all()
+    assert (table.learning_rate == 0.01).all()  # a diverged grid point is never selected
+    grid = pd.read_csv(study.finetune_table_path().with_name("finetune_grid.csv"))
+    assert grid[grid.learning_rate > 1].diverged.all() and grid[grid.learning_rate > 1].val_score.isna().all()
     fit, val = study._sweep_split("cifar10")
     train = study.split("cifar10").train
     assert len(val) == round(0.2 * len(train)) and set(fit) | set(val) == set(train)
