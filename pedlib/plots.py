@@ -18,21 +18,20 @@ import pandas as pd  # noqa: E402
 from . import records  # noqa: E402
 
 __all__ = ["wtau_table", "wtau_bars", "score_scatter", "ped_trajectory", "sensitivity_heatmap",
-           "runtime_bars", "study_figures"]
+           "runtime_table", "runtime_bars", "study_figures"]
 
 _PLAIN, _PED = "#8c8c8c", "#d95f02"
 
 
-def _main_rows(evaluation: pd.DataFrame, groundtruth: str, pool: str) -> pd.DataFrame:
-    rows = evaluation[(evaluation.groundtruth == groundtruth) & (evaluation.pool == pool)]
-    return rows[rows.variant.isin(["plain", "ped"])]
+def _rows(evaluation: pd.DataFrame, groundtruth: str, pool: str, variants=("plain", "ped")) -> pd.DataFrame:
+    return evaluation[(evaluation.groundtruth == groundtruth) & (evaluation.pool == pool)
+                      & evaluation.variant.isin(variants)]
 
 
 def wtau_table(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool: str = "all",
                variants=("plain", "ped")) -> pd.DataFrame:
     """Weighted tau per method (rows) and dataset (columns, then ``mean``)."""
-    rows = evaluation[(evaluation.groundtruth == groundtruth) & (evaluation.pool == pool)
-                      & evaluation.variant.isin(variants)]
+    rows = _rows(evaluation, groundtruth, pool, variants)
     table = rows.pivot_table(index=["metric", "method"], columns="dataset", values="weighted_tau",
                              sort=False)
     datasets = [d for d in dict.fromkeys(rows.dataset) if d != "mean"]
@@ -41,7 +40,7 @@ def wtau_table(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool
 
 def wtau_bars(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool: str = "all"):
     """Weighted tau of each metric without (grey) and with PED (orange), one panel per target."""
-    rows = _main_rows(evaluation, groundtruth, pool)
+    rows = _rows(evaluation, groundtruth, pool)
     datasets = list(dict.fromkeys(rows.dataset))
     metrics = list(dict.fromkeys(rows.metric))
     fig, axes = plt.subplots(1, len(datasets), figsize=(2.6 * len(datasets) + 1, 3.2), sharey=True,
@@ -145,11 +144,16 @@ def sensitivity_heatmap(evaluation: pd.DataFrame, scores: pd.DataFrame, metric: 
     return fig
 
 
-def runtime_bars(scores: pd.DataFrame):
-    """Median seconds per score, by metric, without and with PED (PED's own time included)."""
+def runtime_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Median seconds per score, by metric (rows), without and with PED (PED's own time included)."""
     main = scores[scores.variant.isin(["plain", "ped"])]
-    table = main.pivot_table(index="metric", columns="variant", values="seconds", aggfunc="median",
-                             sort=False)
+    return main.pivot_table(index="metric", columns="variant", values="seconds", aggfunc="median",
+                            sort=False)
+
+
+def runtime_bars(scores: pd.DataFrame):
+    """:func:`runtime_table` as bars (log scale)."""
+    table = runtime_table(scores)
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     x = np.arange(len(table))
     ax.bar(x - 0.2, table.get("plain", np.nan), 0.4, color=_PLAIN, label="metric")
@@ -226,9 +230,7 @@ def study_figures(study) -> dict[str, Path]:
             wide = comparison.pivot_table(index="method", columns="dataset", values=column, sort=False)
             _save_table(wide, out / f"paper_comparison_{column}", written, f"paper_comparison_{column}")
     _save(runtime_bars(scores), out / "runtime.png", written, "runtime")
-    runtime = scores[scores.variant.isin(["plain", "ped"])].pivot_table(
-        index="metric", columns="variant", values="seconds", aggfunc="median", sort=False)
-    _save_table(runtime, out / "runtime", written, "runtime_table", digits=4)
+    _save_table(runtime_table(scores), out / "runtime", written, "runtime_table", digits=4)
     # PED trajectory: the best and the worst model (by the first ground truth) on the first
     # target it covers (a fine-tuning sweep may cover only some targets).
     truth = accuracies[first_truth]
@@ -237,8 +239,7 @@ def study_figures(study) -> dict[str, Path]:
     for label, model in (("worst", ranked.model.iloc[0]), ("best", ranked.model.iloc[-1])):
         train = study.features(model, target, "train")
         x = train["features"].astype(np.float64)
-        reference = study.reference(model, target, study.params.reference.mode) \
-            if len(study.datasets) > 1 or study.params.reference.mode == "none" else None
+        reference = study.scoring_reference(model, target, study.params.reference.mode)
         result = ped_module.decline(x, train["labels"], reference,
                                     **{**ped_module.DEFAULTS, **study.params.ped})
         _save(ped_trajectory(result, x, train["labels"], reference,

@@ -344,6 +344,11 @@ class Study(FinetuneStage):
                               "in the study; use reference.mode: none")
         return np.concatenate([self.features(model, d, "reference")["features"] for d in sets])
 
+    def scoring_reference(self, model: str, target: str, mode: str) -> np.ndarray | None:
+        """The reference PED is scored with: :meth:`reference`, except in a one-target study,
+        where PED standardises with the target's own statistics."""
+        return self.reference(model, target, mode) if len(self.datasets) > 1 else None
+
     def _reference_sets(self, model: str, target: str, mode: str) -> list[str]:
         """The datasets whose reference samples make up PED's reference (see ReferenceParams)."""
         source = self._source_dataset(model)
@@ -393,8 +398,7 @@ class Study(FinetuneStage):
         parts = [self.features(model, dataset, part) for part in self.scored_parts]
         train = {name: np.concatenate([p[name] for p in parts]) for name in ("features", "labels")}
         variants = self._variants()
-        references = {mode: (self.reference(model, dataset, mode)
-                             if len(self.datasets) > 1 or mode == "none" else None)
+        references = {mode: self.scoring_reference(model, dataset, mode)
                       for mode in dict.fromkeys(v[1] for v in variants)}
         sensitivity = self.params.sensitivity.metrics if self.params.sensitivity else ()
         frame = score_features(train["features"], train["labels"], self.params.metrics,
