@@ -44,9 +44,10 @@ def _cell_code_objects() -> tuple:
     weights are loaded and their input is made, and how targets are split."""
     from .data import _source, images
     from .groundtruth import finetune
-    from .models import nets, pocket, torch_backbone
+    from .models import nets, pocket, ports, torch_backbone
 
-    return (finetune, nets, pocket.load_torch_module, pocket._torch, torch_backbone.TorchBackbone.preprocess,
+    return (finetune, nets, ports, pocket.load_torch_module, pocket._torch, pocket._port,
+            torch_backbone.TorchBackbone.__init__, torch_backbone.TorchBackbone.preprocess,
             images.to_model_input, images.decode, _source.split, _source._cap_per_class)
 
 _SWEEP_CODE = ("groundtruth.sweep", "groundtruth.accuracy", "groundtruth.finetune", "data.loader",

@@ -219,11 +219,8 @@ class Study(FinetuneStage):
         """The loaded model, kept until the stage ends (a stage uses each model many times)."""
         if model not in self._backbones:
             spec = self.spec(model)
-            if spec.runtime == "tflite":
-                backbone = spec.factory(spec, mirror=self.mirror, threads=self.params.extract.threads)
-            else:
-                backbone = spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
-                backbone.spec = spec
+            backbone = spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
+            backbone.spec = spec
             self._backbones[model] = backbone
         return self._backbones[model]
 

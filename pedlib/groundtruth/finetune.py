@@ -13,6 +13,8 @@ Protocol (one *cell* = one model on one target):
 
 No data augmentation; BatchNorm statistics are updated during training. Everything runs in
 float32 on the CPU with a fixed thread count, so a seed gives the same numbers on one machine.
+Networks and batches are channels-last (oneDNN's fast layout: 1.3-1.6x faster for the
+pocket MobileNets on one core; the numbers are those of this layout).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ __all__ = ["FinetuneConfig", "finetune_run", "finetune_cell"]
 class FinetuneConfig:
     """The fine-tuning protocol's settings (see the module docstring)."""
 
-    learning_rates: tuple[float, ...] = (0.01, 0.03)
-    weight_decays: tuple[float, ...] = (0.0, 5e-4)
+    learning_rates: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03)
+    weight_decays: tuple[float, ...] = (0.0,)
     steps: int = 100
     batch_size: int = 32
     momentum: float = 0.9
@@ -66,10 +68,15 @@ def _threads(n: int):
         torch.set_num_threads(previous)
 
 
-def _accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> float:
     module.eval()
     with torch.no_grad():
-        predicted = torch.cat([module(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+        predicted = torch.cat([module(_channels_last(x[i:i + batch])).argmax(1)
+                               for i in range(0, len(x), batch)])
     return int((predicted == y).sum()) / len(y)  # an exact fraction, not a float32 mean
 
 
@@ -88,6 +95,7 @@ def finetune_run(backbone: nn.Module, n_classes: int, train_x: torch.Tensor, tra
             head.weight.uniform_(-bound, bound, generator=generator)
             head.bias.uniform_(-bound, bound, generator=generator)
         module.head = head
+        module.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(module.parameters(), lr=learning_rate, momentum=momentum,
                                     nesterov=True, weight_decay=weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
@@ -97,7 +105,7 @@ def finetune_run(backbone: nn.Module, n_classes: int, train_x: torch.Tensor, tra
             if len(order) < batch_size:  # reshuffle each epoch; a batch never spans two epochs
                 order = torch.randperm(len(train_x), generator=generator)
             batch, order = order[:batch_size], order[batch_size:]
-            loss = nn.functional.cross_entropy(module(train_x[batch]), train_y[batch])
+            loss = nn.functional.cross_entropy(module(_channels_last(train_x[batch])), train_y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

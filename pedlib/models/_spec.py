@@ -140,7 +140,7 @@ def zoos() -> list[str]:
     return list(dict.fromkeys(_MODELS.get(name).zoo for name in _MODELS))
 
 
-def create_model(name: str, *, mirror=None) -> Backbone:
-    """Load a registered model's verified weights and return its :class:`Backbone`."""
+def create_model(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
+    """Load a registered model's verified weights and return its :class:`Backbone` on ``device``."""
     spec = get_spec(name)
-    return spec.factory(spec, mirror=mirror)
+    return spec.factory(spec, mirror=mirror, device=device)

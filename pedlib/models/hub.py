@@ -149,7 +149,7 @@ def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
         Pretrained weights could not be downloaded.
     """
     if name in list_models() and name not in list_models(zoo="paper-supervised"):
-        return create_model(name, mirror=mirror)
+        return create_model(name, mirror=mirror, device=device)
     arch, _, checkpoint = name.partition("=")
     try:
         if checkpoint:

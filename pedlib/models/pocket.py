@@ -1,18 +1,21 @@
-"""The pocket zoo: 17 distinct small pretrained models from ``../shared/assets``.
+"""The pocket zoo: 17 distinct small pretrained models from ``../shared/assets``, all PyTorch.
 
-| name | runtime | input | normalisation | pretrained on |
+| name | weights from | input | normalisation | pretrained on |
 |---|---|---|---|---|
-| mobilenet_v1_0.25_128 / 0.5_160 / 0.75_192 | tflite uint8 | 128/160/192 RGB | uint8 0-255 (quantized input) | ImageNet |
-| mobilenet_v1_1.0_224 | tflite uint8 (embedding extractor) | 224 RGB | uint8 0-255 | ImageNet |
-| mobilenet_v2_1.0_224, tf2_mobilenet_v2_1.0_224 | tflite uint8 / int8 PTQ | 224 RGB | uint8 0-255 | ImageNet |
-| mobilenet_v2_inat_bird / _insect | tflite uint8 | 224 RGB | uint8 0-255 | iNaturalist birds / insects |
-| mlperf_resnet8, mlperf_resnet_large | tflite float | 32 RGB | raw 0-255 float | CIFAR-10 |
-| mlperf_vww_mobilenet_v1_0.25 | tflite float | 96 RGB | pixels/255 | COCO person / no person |
-| cifar_resnet20/32/44/56 | torch | 32 RGB | /255 then ImageNet mean/std | CIFAR-10 |
-| lenet5_clean / lenet5_adv | torch | 28 gray | /255 | MNIST (clean / adversarial training) |
+| mobilenet_v1_0.25_128 / 0.5_160 / 0.75_192 | tflite uint8 (port) | 128/160/192 RGB | the quantized input's (p - 128) / 128 | ImageNet |
+| mobilenet_v1_1.0_224 | tflite uint8 embedding extractor (port) | 224 RGB | (p - 128) / 128 | ImageNet |
+| mobilenet_v2_1.0_224, tf2_mobilenet_v2_1.0_224 | tflite uint8 / int8 PTQ (port) | 224 RGB | (p - 128) / 128, (p - 127) / 127.5 | ImageNet |
+| mobilenet_v2_inat_bird / _insect | tflite uint8 (port) | 224 RGB | (p - 128) / 128 | iNaturalist birds / insects |
+| mlperf_resnet8 | Keras .h5 (port) | 32 RGB | pixels/255, stem x255 (trained on raw 0-255) | CIFAR-10 |
+| mlperf_resnet_large | tflite float (port) | 32 RGB | pixels/255, stem x255 (trained on raw 0-255) | CIFAR-10 |
+| mlperf_vww_mobilenet_v1_0.25 | Keras .h5 (port) | 96 RGB | pixels/255 | COCO person / no person |
+| cifar_resnet20/32/44/56 | PyTorch state dict | 32 RGB | /255 then ImageNet mean/std | CIFAR-10 |
+| lenet5_clean / lenet5_adv | PyTorch state dict | 28 gray | /255 | MNIST (clean / adversarial training) |
 
-The ``.h5`` Keras files of ResNet-8 and the VWW MobileNet are the same models as their
-``.tflite`` files and are not registered twice.
+The eleven TFLite/Keras models are float PyTorch ports of those files
+(:mod:`pedlib.models.ports`, checked against the files' own runtime by
+:mod:`pedlib.models.port_check`): the port is the model of every stage, features, linear
+probe, scores and fine-tuning alike, so what is scored is what is fine-tuned.
 """
 
 from __future__ import annotations
@@ -22,12 +25,8 @@ import torch
 from .. import assets
 from ._spec import ModelSpec, register_model
 from .nets import CifarResNet, LeNet5
-from .tflite import TFLiteBackbone
+from .ports import PORTS, load_port
 from .torch_backbone import TorchBackbone
-
-
-def _tflite(spec: ModelSpec, *, mirror=None, threads: int = 2):
-    return TFLiteBackbone(spec, assets.resolve(spec.asset, mirror=mirror), threads=threads)
 
 
 def load_torch_module(spec: ModelSpec, *, mirror=None) -> torch.nn.Module:
@@ -49,27 +48,32 @@ def _torch(spec: ModelSpec, *, mirror=None, device="cpu"):
     return TorchBackbone(spec, load_torch_module(spec, mirror=mirror), device=device)
 
 
-_UINT8 = "uint8 0-255 (the model's quantized input)"
-for name, asset, size, source in [
-    ("mobilenet_v1_0.25_128", "mobilenet_v1_0.25_128_quant", 128, "imagenet"),
-    ("mobilenet_v1_0.5_160", "mobilenet_v1_0.5_160_quant", 160, "imagenet"),
-    ("mobilenet_v1_0.75_192", "mobilenet_v1_0.75_192_quant", 192, "imagenet"),
-    ("mobilenet_v1_1.0_224", "mobilenet_v1_1.0_224_quant_embedding_extractor", 224, "imagenet"),
-    ("mobilenet_v2_1.0_224", "mobilenet_v2_1.0_224_quant", 224, "imagenet"),
-    ("tf2_mobilenet_v2_1.0_224", "tf2_mobilenet_v2_1.0_224_ptq", 224, "imagenet"),
-    ("mobilenet_v2_inat_bird", "mobilenet_v2_1.0_224_inat_bird_quant", 224, "inat_bird"),
-    ("mobilenet_v2_inat_insect", "mobilenet_v2_1.0_224_inat_insect_quant", 224, "inat_insect"),
-]:
-    register_model(ModelSpec(name, f"models/{asset}.tflite", "tflite", size, 3, _UINT8, source,
-                             "mobilenet", False, _tflite))
+def _port(spec: ModelSpec, *, mirror=None, device="cpu"):
+    module, normalisation = load_port(spec.name, mirror=mirror)
+    return TorchBackbone(spec, module, device=device, **normalisation)
 
-register_model(ModelSpec("mlperf_resnet8", "models/mlperf_tiny_cifar10_resnet8.tflite", "tflite",
-                         32, 3, "raw 0-255 float", "cifar10", "mlperf", False, _tflite))
-register_model(ModelSpec("mlperf_resnet_large", "models/mlperf_tiny_cifar10_resnet_large_float.tflite",
-                         "tflite", 32, 3, "raw 0-255 float", "cifar10", "mlperf", False, _tflite))
-register_model(ModelSpec("mlperf_vww_mobilenet_v1_0.25",
-                         "models/mlperf_tiny_vww96_mobilenet_v1_0.25_float.tflite", "tflite", 96, 3,
-                         "pixels/255", "vww", "mlperf", False, _tflite))
+
+_QUANTIZED = "(pixels - zero_point) * scale of the tflite file's quantized input"
+_RAW = "pixels/255, stem weights x255 (the original takes raw 0-255)"
+for name, size, source in [
+    ("mobilenet_v1_0.25_128", 128, "imagenet"),
+    ("mobilenet_v1_0.5_160", 160, "imagenet"),
+    ("mobilenet_v1_0.75_192", 192, "imagenet"),
+    ("mobilenet_v1_1.0_224", 224, "imagenet"),
+    ("mobilenet_v2_1.0_224", 224, "imagenet"),
+    ("tf2_mobilenet_v2_1.0_224", 224, "imagenet"),
+    ("mobilenet_v2_inat_bird", 224, "inat_bird"),
+    ("mobilenet_v2_inat_insect", 224, "inat_insect"),
+]:
+    register_model(ModelSpec(name, PORTS[name].source, "torch", size, 3, _QUANTIZED, source,
+                             "mobilenet", True, _port))
+
+register_model(ModelSpec("mlperf_resnet8", PORTS["mlperf_resnet8"].source, "torch", 32, 3,
+                         _RAW, "cifar10", "mlperf", True, _port))
+register_model(ModelSpec("mlperf_resnet_large", PORTS["mlperf_resnet_large"].source, "torch", 32, 3,
+                         _RAW, "cifar10", "mlperf", True, _port))
+register_model(ModelSpec("mlperf_vww_mobilenet_v1_0.25", PORTS["mlperf_vww_mobilenet_v1_0.25"].source,
+                         "torch", 96, 3, "pixels/255", "vww", "mlperf", True, _port))
 for depth in (20, 32, 44, 56):
     register_model(ModelSpec(f"cifar_resnet{depth}", f"models/cifar10_resnet{depth}.th", "torch", 32,
                              3, "imagenet mean/std", "cifar10", "resnet", True, _torch))

@@ -1,4 +1,8 @@
-"""TFLite backbones run with ai-edge-litert; features are read from the global pooling tensor."""
+"""TFLite models run with ai-edge-litert; features are read from the global pooling tensor.
+
+The pocket study computes everything on float PyTorch ports of these files
+(:mod:`pedlib.models.ports`); this runtime is the reference those ports are checked against.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 from ..data.images import to_model_input
 from ._spec import Backbone, ModelSpec
 
-__all__ = ["TFLiteBackbone", "pooled_tensor_index"]
+__all__ = ["TFLiteBackbone", "pooled_tensor_index", "logits_tensor_index"]
 
 _POOL_OPS = ("AVERAGE_POOL_2D", "MEAN")
 
@@ -24,17 +28,27 @@ def _interpreter(path, threads: int, **options):
         return Interpreter(model_path=str(path), num_threads=threads, **options)
 
 
+def _plain_ops(path) -> list[dict]:
+    from ai_edge_litert.interpreter import OpResolverType
+
+    plain = _interpreter(path, 1,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return plain._get_ops_details()
+
+
+def logits_tensor_index(path) -> int | None:
+    """Index of the input tensor of the model's SOFTMAX op (its logits), or None without one."""
+    softmax = [op for op in _plain_ops(path) if op["op_name"] == "SOFTMAX"]
+    return int(softmax[-1]["inputs"][0]) if softmax else None
+
+
 def pooled_tensor_index(path) -> int:
     """Index of the output tensor of the model's last global pooling op (AVERAGE_POOL_2D/MEAN).
 
     The op list is read from an undelegated interpreter (the XNNPACK delegate fuses ops);
     tensor indices are the same in the delegated one.
     """
-    from ai_edge_litert.interpreter import OpResolverType
-
-    plain = _interpreter(path, 1,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    pools = [op for op in plain._get_ops_details() if op["op_name"] in _POOL_OPS]
+    pools = [op for op in _plain_ops(path) if op["op_name"] in _POOL_OPS]
     if not pools:
         raise ValueError(f"{path}: no global pooling op (AVERAGE_POOL_2D or MEAN) found")
     return int(pools[-1]["outputs"][0])
@@ -42,17 +56,25 @@ def pooled_tensor_index(path) -> int:
 
 class TFLiteBackbone(Backbone):
     """One image per ``invoke`` (the models have a fixed batch of 1); quantized outputs are
-    dequantized with the tensor's scale and zero point."""
+    dequantized with the tensor's scale and zero point.
 
-    def __init__(self, spec: ModelSpec, path, *, threads: int = 2):
+    ``pixels`` says what a float input takes: ``"raw"`` 0-255 or ``"unit"`` pixels / 255 (a
+    quantized input takes the uint8 pixels).
+    """
+
+    def __init__(self, spec: ModelSpec, path, *, threads: int = 2, pixels: str = "raw"):
+        if pixels not in ("raw", "unit", "quantized"):
+            raise ValueError(f"pixels must be 'raw', 'unit' or 'quantized', got {pixels!r}")
         self.spec = spec
+        self.pixels = pixels
         self._pool = pooled_tensor_index(path)
+        self._logits = logits_tensor_index(path)
         self._interpreter = _interpreter(path, threads, experimental_preserve_all_tensors=True)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         details = {t["index"]: t for t in self._interpreter.get_tensor_details()}
-        scale, zero = details[self._pool]["quantization"]
-        self._dequant = (float(scale), float(zero)) if scale else None
+        self._dequant = {index: details[index]["quantization"] for index in (self._pool, self._logits)
+                         if index is not None}
         height, width = (int(v) for v in self._input["shape"][1:3])
         if (height, width) != (spec.input_size, spec.input_size):
             raise ValueError(f"{spec.name}: registry says {spec.input_size}px, model takes "
@@ -63,21 +85,27 @@ class TFLiteBackbone(Backbone):
         x = x.permute(0, 2, 3, 1).numpy()  # NHWC, 0..255
         if self._input["dtype"] == np.uint8:
             return np.round(x).astype(np.uint8)
-        if self.spec.normalisation == "pixels/255":
+        if self.pixels == "unit":
             return (x / 255.0).astype(np.float32)
         return x.astype(np.float32)
 
-    def _features(self, images: np.ndarray) -> np.ndarray:
+    def _tensor(self, index: int) -> np.ndarray:
+        value = self._interpreter.get_tensor(index).reshape(-1)
+        scale, zero = self._dequant[index]
+        return (value.astype(np.float32) - zero) * scale if scale else value.astype(np.float32)
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pooled features (N, D), logits (N, classes) or None without a classifier), float32,
+        dequantized."""
         x = self._prepare(images)
-        out = None
+        pooled, logits = [], []
         for i in range(len(x)):
             self._interpreter.set_tensor(self._input["index"], x[i:i + 1])
             self._interpreter.invoke()
-            pooled = self._interpreter.get_tensor(self._pool).reshape(-1)
-            if out is None:
-                out = np.empty((len(x), pooled.size), dtype=np.float32)
-            out[i] = pooled
-        if self._dequant is not None:
-            scale, zero = self._dequant
-            out = (out - zero) * scale
-        return out
+            pooled.append(self._tensor(self._pool))
+            if self._logits is not None:
+                logits.append(self._tensor(self._logits))
+        return np.stack(pooled), (np.stack(logits) if logits else None)
+
+    def _features(self, images: np.ndarray) -> np.ndarray:
+        return self.run(images)[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -11,22 +11,41 @@ from torch import nn
 from ..data.images import to_model_input
 from ._spec import Backbone, ModelSpec
 
-__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "exact_float32"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Feature-extraction precisions: float32 (TF32 off), or autocast to bfloat16 / float16.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextmanager
+def exact_float32():
+    """TF32 off for CUDA convolutions and matrix products while the block runs (PyTorch
+    allows it for convolutions by default, which changes features in the 3rd-4th digit)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class TorchBackbone(Backbone):
     """Wraps an ``nn.Module`` exposing ``features(x)`` (pooled penultimate) and ``head``.
 
     Inputs are scaled to 0..1 and, for ``"imagenet mean/std"`` models or when ``mean`` and
-    ``std`` are given, standardised per channel. On CUDA the module runs channels-last under
-    float16 autocast (features are returned as float32); on the CPU everything is float32.
+    ``std`` are given, standardised per channel. ``precision`` (:data:`PRECISIONS`) is the
+    arithmetic of feature extraction: ``"fp32"`` (default; TF32 off on CUDA), or autocast to
+    ``"bf16"``/``"fp16"`` (faster on a GPU; features are returned as float32 either way).
+    On CUDA the module runs channels-last.
     """
 
     def __init__(self, spec: ModelSpec, module: nn.Module, device: str | torch.device = "cpu",
-                 mean=None, std=None):
+                 mean=None, std=None, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.spec = spec
         self.module = module.eval()
         self.device = torch.device(device)
@@ -46,10 +65,11 @@ class TorchBackbone(Backbone):
         return x
 
     def autocast(self):
-        """float16 autocast on CUDA, nothing on the CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return nullcontext()
+        """The context feature extraction runs in (see ``precision``)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return exact_float32() if self.device.type == "cuda" else nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.no_grad()
     def _features(self, images: np.ndarray) -> np.ndarray:
