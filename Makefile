@@ -8,11 +8,14 @@ ASSETS ?= $(if $(wildcard ../shared/assets/MANIFEST.tsv),../shared/assets,)
 # absolute, so that notebooks and tests running in another folder find it too
 export PEDLIB_ASSETS := $(if $(ASSETS),$(abspath $(ASSETS)),)
 
-OUT    := results/$(STUDY)/notebooks
-# papermill runs a notebook headless from the project root with the study's name as parameter.
-RUN_NB  = $(BIN)/papermill --cwd . --log-level WARNING -p study $(STUDY) $(2) notebooks/$(1).ipynb $(OUT)/$(1).ipynb
+# `pedlib notebooks` runs notebooks headless (papermill) from the project root with the study's
+# name as parameter: params checked first, progress in this terminal, executed notebooks in
+# results/$(STUDY)/notebooks/ (a failed one as NAME.failed.ipynb, its traceback in results/$(STUDY)/logs/).
+RUN_NB  = $(BIN)/python -m pedlib notebooks $(STUDY)
+# JupyterLab as root (containers, CI) needs --allow-root; headless, it prints its URL.
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help setup test bench lab reproduce finetune groundtruth extract score evaluate figures notebooks
+.PHONY: help setup test bench lab reproduce report finetune groundtruth extract score evaluate figures notebooks
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 14
@@ -31,21 +34,18 @@ test: setup  ## run the test suite
 bench: setup  ## print wall time and peak memory of every metric, with and without PED
 	$(BIN)/python benchmarks/bench_metrics.py
 
-lab: setup  ## open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/
+lab: setup  ## start JupyterLab on the notebooks (open the URL it prints)
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 $(LAB_ROOT) notebooks/
 
 reproduce: setup  ## run the study STUDY (default: pocket) end to end: the five notebooks
-	@mkdir -p $(OUT)
-	$(call RUN_NB,01_finetune)
-	$(call RUN_NB,02_extract)
-	$(call RUN_NB,03_score)
-	$(call RUN_NB,04_evaluate)
-	$(call RUN_NB,05_figures)
-	@echo "done: executed notebooks in $(OUT), results in results/$(STUDY), figures in figures/$(STUDY)"
+	@$(RUN_NB)
+	@echo "done: executed notebooks in results/$(STUDY)/notebooks, figures in figures/$(STUDY); make report STUDY=$(STUDY) bundles them"
+
+report: setup  ## one self-contained HTML of the executed notebooks: results/STUDY/report.html
+	@$(BIN)/python -m pedlib report $(STUDY)
 
 groundtruth: setup  ## stage 01: linear probe + fine-tuning table (committed table when it matches)
-	@mkdir -p $(OUT)
-	$(call RUN_NB,01_finetune)
+	@$(RUN_NB) 01_finetune
 
 # One job per (model, dataset) or, for the paper studies' sweep, per (model, dataset, grid
 # point) plus final retrains; finished jobs are skipped. `make -j4 finetune` runs 4 at once.
@@ -56,20 +56,16 @@ finetune: setup  ## fine-tuning ground truth as resumable jobs (slow: see README
 	$(BIN)/python -m pedlib finetune $(STUDY) --collect
 
 extract: setup  ## stage 02: features of every model on every target (cached)
-	@mkdir -p $(OUT)
-	$(call RUN_NB,02_extract)
+	@$(RUN_NB) 02_extract
 
 score: setup  ## stage 03: every metric with and without PED (cached per model and target)
-	@mkdir -p $(OUT)
-	$(call RUN_NB,03_score)
+	@$(RUN_NB) 03_score
 
 evaluate: setup  ## stage 04: weighted tau and other correlations against each ground truth
-	@mkdir -p $(OUT)
-	$(call RUN_NB,04_evaluate)
+	@$(RUN_NB) 04_evaluate
 
 figures: setup  ## stage 05: plots and tables into figures/STUDY
-	@mkdir -p $(OUT)
-	$(call RUN_NB,05_figures)
+	@$(RUN_NB) 05_figures
 
 notebooks:  ## regenerate notebooks/*.ipynb from tools/build_notebooks.py
 	$(BIN)/python tools/build_notebooks.py

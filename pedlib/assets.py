@@ -4,8 +4,9 @@ The project never commits assets. It resolves them through its own copy of the m
 (``assets_manifest.tsv``: path, bytes, sha256, source URL pinned to a commit, license), in
 this order:
 
-1. a local mirror folder (``mirror=`` or the ``PEDLIB_ASSETS`` environment variable), checked
-   against the sha256;
+1. a local mirror folder (``mirror=``, the ``PEDLIB_ASSETS`` environment variable, or else a
+   ``shared/assets`` folder beside the checkout pedlib runs from, as on this project's
+   development machines and CI), checked against the sha256;
 2. the user cache (``PEDLIB_CACHE`` or the OS cache folder), filled by downloading the
    ``source`` URL with pooch and checking the sha256 (a folder asset is fetched as the
    repository archive at that commit and checked against its tree hash);
@@ -34,7 +35,8 @@ from typing import Callable
 
 import pooch
 
-__all__ = ["Asset", "AssetError", "manifest", "resolve", "file_sha256", "tree_sha256"]
+__all__ = ["Asset", "AssetError", "manifest", "resolve", "file_sha256", "tree_sha256", "default_mirror",
+           "default_cache"]
 
 _GITHUB_TREE = re.compile(r"https://github\.com/(?P<repo>[^/]+/[^/]+)/tree/(?P<commit>[0-9a-f]{40})/(?P<sub>.+)")
 
@@ -110,6 +112,26 @@ def _verified(asset: Asset, path: Path, where: str) -> Path:
     return path
 
 
+def default_mirror() -> Path | None:
+    """The local mirror: ``$PEDLIB_ASSETS`` when set and not empty, else ``../shared/assets``
+    beside the checkout when it holds a MANIFEST.tsv, else None."""
+    chosen = os.environ.get("PEDLIB_ASSETS")
+    if chosen:
+        return Path(chosen)
+    beside = Path(__file__).resolve().parent.parent.parent / "shared" / "assets"
+    return beside if (beside / "MANIFEST.tsv").is_file() else None
+
+
+def _mirror_note(mirror, path: str) -> str:
+    """Which local mirror was searched, for the error message."""
+    chosen = os.environ.get("PEDLIB_ASSETS")
+    if mirror is not None:
+        named = f"PEDLIB_ASSETS={mirror}" if chosen and Path(chosen) == Path(mirror) else str(mirror)
+        return f" The local mirror {named} has no {path}."
+    state = "is set but empty" if chosen is not None else "is not set"
+    return f" No local mirror was searched: PEDLIB_ASSETS {state} and no shared/assets folder is beside the checkout."
+
+
 def default_cache() -> Path:
     return Path(os.environ.get("PEDLIB_CACHE") or pooch.os_cache("pedlib"))
 
@@ -151,7 +173,7 @@ def resolve(name: str, *, mirror: str | os.PathLike | None = None, cache: str | 
     name : str
         A manifest path, e.g. ``"models/cifar10_resnet20.th"`` or ``"data/flowers12"``.
     mirror : path, optional
-        A local mirror folder laid out as the manifest; default ``$PEDLIB_ASSETS``.
+        A local mirror folder laid out as the manifest; default :func:`default_mirror`.
     cache : path, optional
         Download cache; default ``$PEDLIB_CACHE`` or the OS user cache.
     download : bool, default True
@@ -171,7 +193,7 @@ def resolve(name: str, *, mirror: str | os.PathLike | None = None, cache: str | 
         raise AssetError(f"unknown asset {name!r}" + (f"; did you mean {close}?" if close else "")
                          + f" Known assets: {', '.join(sorted(assets))}")
     asset = assets[key]
-    mirror = mirror if mirror is not None else os.environ.get("PEDLIB_ASSETS") or None
+    mirror = mirror if mirror is not None else default_mirror()
     if mirror is not None and (Path(mirror) / asset.name).exists():
         return _verified(asset, Path(mirror) / asset.name, "local mirror")
     cache_dir = Path(cache) if cache is not None else default_cache()
@@ -189,7 +211,8 @@ def resolve(name: str, *, mirror: str | os.PathLike | None = None, cache: str | 
         except Exception as error:  # network or HTTP failure: fall through to the clear message
             problem = f" Download failed: {type(error).__name__}: {error}."
     raise AssetError(
-        f"asset {asset.name!r} ({asset.description[:80]}) is not available.{problem} Provide it either "
+        f"asset {asset.name!r} ({asset.description[:80]}) is not available."
+        f"{_mirror_note(mirror, asset.path)}{problem} Provide it either "
         f"(1) in a local mirror folder laid out as the manifest: set PEDLIB_ASSETS=/path/to/assets "
         f"(make: ASSETS=/path/to/assets) so that /path/to/assets/{asset.path} exists, or "
         f"(2) by placing or downloading it from {asset.source} into {cache_dir} "

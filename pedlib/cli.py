@@ -1,4 +1,5 @@
-"""Command line: ``pedlib rank`` and ``pedlib finetune`` (also ``python -m pedlib ...``)."""
+"""Command line: ``pedlib rank``, ``pedlib finetune``, ``pedlib notebooks`` and ``pedlib report``
+(also ``python -m pedlib ...``)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--max-per-class", type=int, metavar="N", help="use at most N images per class")
     rank.add_argument("--out", default="ranking", metavar="DIR", help="output folder (default: %(default)s)")
     rank.add_argument("--batch-size", type=int, default=64)
-    rank.add_argument("--device", default="cpu", help="cpu or cuda")
+    rank.add_argument("--device", default="cpu", help="cpu or cuda (JPEGs are then decoded on the GPU)")
+    rank.add_argument("--workers", type=int, metavar="N",
+                      help="processes decoding images (default: one per core beyond the first, at most 8)")
     rank.add_argument("--seed", type=int, default=0)
     rank.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -57,7 +60,35 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--makefile", metavar="PATH", help="write a Makefile of the pending jobs")
     action.add_argument("--collect", action="store_true", help="assemble finished jobs into the table")
     finetune.add_argument("--quiet", action="store_true", help="no progress bars")
+    cluster = finetune.add_argument_group("cluster (with --executor; defaults from groundtruth.finetune.slurm)")
+    cluster.add_argument("--executor", choices=["slurm", "local"],
+                         help="submit the pending jobs through submitit: a SLURM job array, or local processes")
+    cluster.add_argument("--wait", action="store_true", help="return when every submitted job has ended")
+    cluster.add_argument("--partition", help="SLURM partition")
+    cluster.add_argument("--time", type=int, metavar="MINUTES", dest="time_minutes", help="time limit per job")
+    cluster.add_argument("--gpus", type=int, dest="gpus_per_task", help="GPUs per job")
+    cluster.add_argument("--cpus", type=int, dest="cpus_per_task", help="CPUs per job")
+    cluster.add_argument("--mem", type=float, metavar="GB", dest="mem_gb", help="memory per job")
+    cluster.add_argument("--parallel", type=int, dest="array_parallelism", metavar="N",
+                         help="at most N jobs running at once")
+
+    notebooks = sub.add_parser("notebooks", help="run a study's pipeline notebooks headless",
+                               description=NOTEBOOKS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    notebooks.add_argument("study", help="study name (params/<study>.yaml) or params file")
+    notebooks.add_argument("names", nargs="*", metavar="NOTEBOOK",
+                           help="notebooks to run (default: 01_finetune ... 05_figures)")
+    report = sub.add_parser("report", help="join a study's executed notebooks into one HTML file")
+    report.add_argument("study", help="study name (params/<study>.yaml) or params file")
+    report.add_argument("--out", metavar="FILE", help="output file (default results/<study>/report.html)")
     return parser
+
+
+NOTEBOOKS_HELP = """\
+Run the pipeline notebooks of a study headless with papermill (what `make reproduce` does):
+the params are checked first; each executed notebook lands in results/<study>/notebooks/
+only when it completed (a failed or interrupted one is kept as <name>.failed.ipynb, its
+traceback in results/<study>/logs/<name>.log); progress is printed here, one line per update.
+"""
 
 
 FINETUNE_HELP = """\
@@ -66,6 +97,10 @@ one per (model, dataset) for the pocket study's protocol, one per (model, datase
 plus one final retrain per seed for the paper studies' sweep. Without an action every pending
 job runs here, one after the other, then the table is assembled. `make -j4 finetune
 STUDY=...` runs them four at a time through --makefile.
+
+On a cluster: `--executor slurm` submits the pending jobs as a SLURM job array (see
+pedlib.cluster; settings from groundtruth.finetune.slurm, overridden by the options below);
+run it again to resubmit only jobs without a fresh result, then --collect.
 """
 
 
@@ -81,6 +116,30 @@ def _finetune(args) -> int:
     elif args.makefile:
         pending, total = study.finetune_makefile(args.makefile)
         print(f"{args.makefile}: {pending} of {total} jobs pending")
+    elif args.executor:
+        from .cluster import executor_folder, submit
+
+        if args.collect or args.makefile or args.list:
+            raise ValueError("--executor submits jobs; run --list, --makefile or --collect on their own")
+        overrides = {k: getattr(args, k) for k in ("partition", "time_minutes", "gpus_per_task",
+                                                   "cpus_per_task", "mem_gb", "array_parallelism")}
+        submission = submit(study, executor=args.executor, overrides=overrides, wait=args.wait)
+        if not submission.count:
+            print(f"nothing to submit: every fine-tuning job of {study.params.study} is done "
+                  f"(`pedlib finetune {args.study} --collect` assembles the table)")
+            return 0
+        arrays = ", ".join(f"{str(jobs[0].job_id).split('_')[0]} ({len(jobs)} jobs)" for jobs in submission.arrays)
+        print(f"submitted {submission.count} jobs to {args.executor}: {arrays}; logs in {executor_folder(study)}")
+        if args.wait or args.executor == "local":
+            failed = submission.wait()
+            if failed:
+                print(f"{len(failed)} job(s) failed, e.g. {failed[0]}; their logs are in "
+                      f"{executor_folder(study)}; submit again to rerun them", file=sys.stderr)
+                return 1
+            print(f"all {submission.count} jobs ended; `pedlib finetune {args.study} --collect` assembles the table")
+        else:
+            print(f"when they have ended: `pedlib finetune {args.study} --collect` (submit again to rerun "
+                  "any that failed or were preempted)")
     elif args.job:
         result = study.run_finetune_job(args.job)
         if isinstance(result, dict):
@@ -95,11 +154,32 @@ def _finetune(args) -> int:
     return 0
 
 
+def _notebooks(args) -> int:
+    from .notebooks import PIPELINE, NotebookFailed, run_notebooks, write_report
+    from .params import ParamsError
+
+    try:
+        if args.command == "report":
+            print(f"report: {write_report(args.study, path=args.out)}")
+            return 0
+        run_notebooks(args.study, tuple(args.names) or PIPELINE)
+    except (NotebookFailed, ParamsError, FileNotFoundError) as error:
+        print(f"pedlib {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"pedlib {args.command}: interrupted; the unfinished notebook is kept as "
+              "results/<study>/notebooks/<name>.failed.ipynb", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if args.quiet:
+    if getattr(args, "quiet", False):
         os.environ["TQDM_DISABLE"] = "1"  # also silences the image-decoding bars
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command in ("notebooks", "report"):
+        return _notebooks(args)
     if args.command == "finetune":
         from .params import ParamsError
 
@@ -122,7 +202,7 @@ def main(argv=None) -> int:
                                         reference=args.reference, max_per_class=args.max_per_class,
                                         out=args.out, batch_size=args.batch_size, device=args.device,
                                         seed=args.seed, progress=not args.quiet,
-                                        rank_by_ped=args.ped)
+                                        rank_by_ped=args.ped, workers=args.workers)
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr)
     except (FileNotFoundError, KeyError, ValueError, WeightsUnavailable) as error:

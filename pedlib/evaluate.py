@@ -1,6 +1,12 @@
 """How well a transferability score ranks models: rank correlations against real accuracy.
 
 Every function takes two dicts keyed by model name (scores, accuracies); the keys must match.
+
+Ties: values closer than :data:`TIE_RTOL` (relative) are one value to every statistic here
+(:func:`merge_ties`). Scores that are equal in exact arithmetic come out of floating point
+a few units in the last place apart (six saturated H-scores of C - 1 = 11 read
+10.999999999999964, 11.000000000000007, ...), and ranking models by those last bits would
+make the evaluation depend on summation order, thread counts and BLAS builds.
 """
 
 from __future__ import annotations
@@ -11,11 +17,40 @@ import numpy as np
 import scipy.stats
 
 __all__ = ["weighted_tau", "kendall_tau", "pearson", "spearman", "top1_relative_accuracy",
-           "topk_recall", "correlations", "bootstrap_ci", "align"]
+           "topk_recall", "correlations", "bootstrap_ci", "bootstrap_mean_ci", "evaluation_row", "align",
+           "merge_ties", "TIE_RTOL"]
+
+#: Relative tolerance under which two scores (or accuracies) are the same value.
+TIE_RTOL = 1e-9
+
+
+def merge_ties(values, rtol: float = TIE_RTOL) -> np.ndarray:
+    """``values`` with every group of near-equal values replaced by the group's smallest.
+
+    Sorted values form one group while each is within ``rtol * max(|a|, |b|)`` of the
+    previous one. Returns a new float array in the input's order.
+
+    Examples
+    --------
+    >>> merge_ties([11.000000000000007, 10.999999999999964, 3.0]).tolist()
+    [10.999999999999964, 10.999999999999964, 3.0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return values.copy()
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.diff(ordered) > rtol * np.maximum(np.abs(ordered[1:]), np.abs(ordered[:-1]))
+    group = np.concatenate([[0], np.cumsum(starts)])
+    first = ordered[np.concatenate([[0], np.flatnonzero(starts) + 1])]
+    merged = np.empty_like(values)
+    merged[order] = first[group]
+    return merged
 
 
 def align(scores: Mapping[str, float], accuracies: Mapping[str, float]):
-    """Return (names, scores, accuracies) as sorted names and matching float arrays.
+    """Return (names, scores, accuracies) as sorted names and matching float arrays, with
+    near-equal values merged into ties (:func:`merge_ties`).
 
     Raises ``ValueError`` when the keys differ, a value is not finite, or fewer than 2 models.
     """
@@ -38,7 +73,7 @@ def align(scores: Mapping[str, float], accuracies: Mapping[str, float]):
         if not np.isfinite(values).all():
             bad = [names[i] for i in np.flatnonzero(~np.isfinite(values))]
             raise ValueError(f"{label} are not finite for {bad}")
-    return names, s, a
+    return names, merge_ties(s), merge_ties(a)
 
 
 def weighted_tau(scores: Mapping[str, float], accuracies: Mapping[str, float]) -> float:
@@ -130,3 +165,56 @@ def bootstrap_ci(scores: Mapping[str, float], accuracies: Mapping[str, float],
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def bootstrap_mean_ci(pairs: Mapping[str, tuple[Mapping[str, float], Mapping[str, float]]], *,
+                      n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean weighted tau over several targets.
+
+    ``pairs`` maps each target to its (scores, accuracies). Each resample draws models with
+    replacement from the union of the targets' models, *the same draw for every target* (a
+    model is good or bad across targets, so targets are not independent), and averages the
+    targets' weighted taus on the drawn models they have. Resamples where a target's tau is
+    undefined are skipped. Returns (low, high); NaNs if no resample was defined.
+    """
+    aligned = [align(scores, accuracies) for scores, accuracies in pairs.values()]
+    union = sorted(set().union(*(names for names, _, _ in aligned)))
+    positions = []
+    for names, _, _ in aligned:
+        where = {name: i for i, name in enumerate(names)}
+        positions.append(np.array([where.get(name, -1) for name in union]))
+    rng = np.random.default_rng(seed)
+    means = []
+    for draw in rng.integers(0, len(union), size=(n_boot, len(union))):
+        values = []
+        for (_, s, a), position in zip(aligned, positions):
+            picked = position[draw]
+            picked = picked[picked >= 0]
+            if len(np.unique(picked)) < 2:
+                break
+            with np.errstate(all="ignore"):
+                value = float(scipy.stats.weightedtau(s[picked], a[picked]).statistic)
+            if not np.isfinite(value):
+                break
+            values.append(value)
+        else:
+            means.append(np.mean(values))
+    if not means:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def evaluation_row(scores: Mapping[str, float], accuracies: Mapping[str, float], *, n_boot: int,
+                   level: float, seed: int, interval: bool) -> dict:
+    """:func:`correlations` of one ranking, with the weighted tau's bootstrap interval when
+    ``interval`` (``wtau_low``/``wtau_high``, else NaN)."""
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stats = correlations(scores, accuracies)
+        low, high = (bootstrap_ci(scores, accuracies, n_boot=n_boot, level=level, seed=seed)
+                     if interval and n_boot else (np.nan, np.nan))
+    return dict(**stats, n_models=len(scores), wtau_low=low, wtau_high=high)

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import models, records
 from .groundtruth import FinetuneConfig, finetune_cell, sweep
 from .params import ParamsError
+from .progress import progress as counter
 
 __all__ = ["FinetuneJob", "FinetuneStage"]
 
@@ -140,6 +140,11 @@ class FinetuneStage:
     def _cell_key(self) -> str:
         """Depends on the protocol, the models' weights and the exact splits, not on code edits
         (the committed table must survive refactoring; its record keeps the code version)."""
+        if "cell table" not in self._job_keys:  # params do not change: compute once
+            self._job_keys["cell table"] = self._compute_cell_key()
+        return self._job_keys["cell table"]
+
+    def _compute_cell_key(self) -> str:
         jobs = [(m, d) for d in self.finetune_datasets() for m in self.finetune_models()]
         return records.content_key("finetune", self.finetune_config().as_dict(), self.params.seed,
                                    [(m, models.get_spec(m).asset, self.source(d).content_id,
@@ -246,7 +251,7 @@ class FinetuneStage:
             split = self.split(job.dataset)
             fit, evaluate_on, seed, part = split.train, split.test, job.index, "test"
         backbone = self._create_backbone(job.model)
-        bar = tqdm(total=config.steps, desc=job.id, disable=not progress, leave=False)
+        bar = counter(total=config.steps, desc=job.id, unit="steps", enabled=progress, leave=False)
         started = time.perf_counter()
         diverged = False
         try:
@@ -302,7 +307,7 @@ class FinetuneStage:
                                   f".yaml; run `make finetune STUDY={self.params.study}` (slow; see "
                                   "README) to compute it")
         try:
-            for job in tqdm(self.pending_finetune_jobs(), desc="fine-tune", disable=not self.progress):
+            for job in counter(self.pending_finetune_jobs(), desc="fine-tune", unit="jobs", enabled=self.progress):
                 self.run_finetune_job(job)
         finally:
             self._backbones.clear()

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 import yaml
 
+from .cluster import SlurmParams
 from .groundtruth.finetune import FinetuneConfig
 
 __all__ = ["ParamsError", "StudyParams", "DatasetParams", "GroundTruthParams", "LinearProbeParams",
            "FinetuneParams", "ReferenceParams", "SensitivityParams", "EvaluationParams",
-           "ExtractParams", "load_params", "parse_params"]
+           "ExtractParams", "PortsParams", "load_params", "parse_params"]
 
 
 class ParamsError(ValueError):
@@ -42,11 +43,28 @@ class DatasetParams:
 
 @dataclass(frozen=True)
 class ExtractParams:
+    """Feature extraction: ``threads`` CPU threads (fixed, so features are the same on every
+    machine), ``precision`` fp32 (default; TF32 off on CUDA) or autocast bf16 / fp16,
+    ``gpu_decode``: on CUDA, JPEG files are decoded and resized on the GPU; ``parallel``: on
+    the CPU, each (dataset, split) group in one of the study's worker processes (two
+    one-thread processes outrun one two-thread process on small convolutions)."""
+
     batch_size: int = 64
     threads: int = 2
     device: str = "cpu"
     image_size: int | None = None  # override every model's input size (tests, quick looks)
     workers: int = 0  # DataLoader processes decoding images (0: decode in the main process)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gpu_decode: bool = True
+    parallel: bool = False
+
+
+@dataclass(frozen=True)
+class PortsParams:
+    """The ports' agreement check (:mod:`pedlib.models.port_check`): ``images`` drawn from the
+    pocket targets; ``null`` skips it."""
+
+    images: int = 256
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,8 @@ class FinetuneParams(FinetuneConfig):
     (model, dataset) on images held in memory. ``protocol: sweep`` (paper studies,
     :mod:`pedlib.groundtruth.sweep`): one job per (model, dataset, grid point) plus one final
     retrain per seed, streaming images, on ``device``, checkpointed every ``checkpoint_every``
-    steps; ``weight_decay_per_lr`` divides each weight decay by the learning rate.
+    steps; ``weight_decay_per_lr`` divides each weight decay by the learning rate. ``slurm``:
+    the cluster settings of ``pedlib finetune --executor slurm`` (:class:`pedlib.cluster.SlurmParams`).
     """
 
     enabled: bool = True
@@ -78,6 +97,8 @@ class FinetuneParams(FinetuneConfig):
     device: str = "cpu"
     workers: int = 0
     checkpoint_every: int = 500
+    gpu_decode: bool = True  # sweep on CUDA: JPEG files decoded on the GPU
+    slurm: SlurmParams | None = field(default_factory=SlurmParams)  # `pedlib finetune --executor slurm`
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,8 @@ class StudyParams:
     sensitivity: SensitivityParams | None = field(default_factory=SensitivityParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
     score_threads: int | None = 1  # BLAS threads while scoring (None: the library default)
+    processes: int | None = None  # worker processes for independent cells (None: one per core)
+    ports: PortsParams | None = field(default_factory=PortsParams)
     score_split: Literal["train", "all"] = "train"  # "all": train + test, as the reference code
     root: str = "."  # folder that relative paths are resolved against (set by load_params)
 
@@ -227,7 +250,8 @@ def _build(cls, value: Any, where: str):
     if not isinstance(value, dict):
         _fail(where, f"expected a mapping, got {value!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "root"}
+    # StudyParams.root is where the file was found, set by load_params, never written in it
+    fields = {f.name: f for f in dataclasses.fields(cls) if not (cls is StudyParams and f.name == "root")}
     unknown = [k for k in value if k not in fields]
     if unknown:
         key = unknown[0]
@@ -298,6 +322,10 @@ def _validate(params: StudyParams, where: str) -> StudyParams:
         _fail(where, "evaluation.bootstrap must be >= 0 and evaluation.level in (0, 1)")
     if params.extract.batch_size < 1 or params.extract.threads < 1:
         _fail(where, "extract.batch_size and extract.threads must be positive")
+    if params.processes is not None and params.processes < 1:
+        _fail(where, f"processes must be at least 1 (or null: one per core), got {params.processes}")
+    if params.ports is not None and params.ports.images < 1:
+        _fail(where, f"ports.images must be at least 1, got {params.ports.images}")
     return params
 
 

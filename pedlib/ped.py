@@ -17,7 +17,7 @@ import scipy.spatial.distance
 
 from . import metrics as _metrics
 from ._stats import add_class_offsets, class_means, class_weighted_scatter
-from .validation import check_features_labels, check_reference
+from .validation import check_features_labels, check_reference, readable
 
 __all__ = ["DeclineResult", "decline", "score", "DEFAULTS"]
 
@@ -55,7 +55,7 @@ class DeclineResult:
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} must be a number, got {readable(value)}")
     value = float(value)
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
@@ -126,7 +126,7 @@ def decline(features, labels, reference=None, *, time_step: float = 0.1, exit_ra
     constant = _positive("constant", constant, allow_zero=True)
     eps = _positive("eps", eps)
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        raise ValueError(f"max_steps must be a positive integer, got {readable(max_steps)}")
 
     data = check_features_labels(features, labels, min_per_class=2)
     x = data.features

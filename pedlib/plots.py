@@ -18,7 +18,8 @@ import pandas as pd  # noqa: E402
 from . import records  # noqa: E402
 
 __all__ = ["wtau_table", "wtau_bars", "score_scatter", "ped_trajectory", "sensitivity_heatmap",
-           "runtime_table", "runtime_bars", "study_figures"]
+           "runtime_table", "runtime_bars", "logme_definition_table", "trajectory_models", "study_figures",
+           "figure_index"]
 
 _PLAIN, _PED = "#8c8c8c", "#d95f02"
 
@@ -38,51 +39,70 @@ def wtau_table(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool
     return table.reindex(columns=datasets + (["mean"] if "mean" in table else [])).reset_index(level=0, drop=True)
 
 
+def _n_models(evaluation: pd.DataFrame, groundtruth: str, pool: str) -> int:
+    rows = _rows(evaluation, groundtruth, pool)
+    return int(rows.n_models.max()) if len(rows) else 0
+
+
 def wtau_bars(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool: str = "all"):
-    """Weighted tau of each metric without (grey) and with PED (orange), one panel per target."""
+    """Weighted tau of each metric without (grey) and with PED (orange), one panel per target
+    and one for the mean over targets; error bars are the bootstrap intervals over models
+    (for the mean: models resampled jointly across targets). Baselines are hatched."""
     rows = _rows(evaluation, groundtruth, pool)
     datasets = list(dict.fromkeys(rows.dataset))
     metrics = list(dict.fromkeys(rows.metric))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(2.6 * len(datasets) + 1, 3.2), sharey=True,
-                             squeeze=False)
+    kinds = rows.drop_duplicates("metric").set_index("metric").get("kind", pd.Series(dtype=str))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(0.34 * len(metrics) * len(datasets) + 1.5, 3.6),
+                             sharey=True, squeeze=False)
     x = np.arange(len(metrics))
     for ax, dataset in zip(axes[0], datasets):
         here = rows[rows.dataset == dataset].set_index(["metric", "variant"])
         for offset, variant, color, label in ((-0.2, "plain", _PLAIN, "metric"),
                                               (0.2, "ped", _PED, "metric + PED")):
-            values = [here.weighted_tau.get((m, variant), np.nan) for m in metrics]
-            ax.bar(x + offset, values, 0.4, color=color, label=label)
-            if dataset != "mean" and "wtau_low" in here:
+            values = np.array([here.weighted_tau.get((m, variant), np.nan) for m in metrics])
+            bars = ax.bar(x + offset, values, 0.4, color=color, label=label)
+            for bar, metric in zip(bars, metrics):
+                if kinds.get(metric) == "baseline":
+                    bar.set_hatch("//")
+                    bar.set_edgecolor("white")
+            if "wtau_low" in here:
                 low = np.array([here.wtau_low.get((m, variant), np.nan) for m in metrics])
                 high = np.array([here.wtau_high.get((m, variant), np.nan) for m in metrics])
-                ax.errorbar(x + offset, values, yerr=[np.subtract(values, low), np.subtract(high, values)],
-                            fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
+                ax.errorbar(x + offset, values, yerr=[values - low, high - values], fmt="none",
+                            ecolor="black", elinewidth=0.6, capsize=1.5)
         ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xticks(x, metrics, rotation=60, fontsize=8)
-        ax.set_title(dataset, fontsize=10)
+        ax.set_xticks(x, metrics, rotation=60, ha="right", fontsize=7)
+        ax.set_title("mean over targets" if dataset == "mean" else dataset, fontsize=9)
+        ax.set_ylim(-1.05, 1.05)
     axes[0][0].set_ylabel(f"weighted tau vs {groundtruth.replace('_', ' ')}")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Does PED help? pool: {pool} (bars: 95% bootstrap CI over models)", fontsize=10)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Does PED help? {_n_models(evaluation, groundtruth, pool)} models (pool {pool}); "
+                 "bars: 95% bootstrap CI over models; hatched: baselines", fontsize=9, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
 
 def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = "logme",
                   groundtruth: str = "linear probe"):
-    """Score (x) against ground-truth accuracy (y), per target; top row plain, bottom row PED."""
+    """Score (x) against ground-truth accuracy (y), one point per model, per target; top row
+    plain, bottom row with PED; the top-scored and the most accurate model are named."""
     datasets = list(dict.fromkeys(scores.dataset))
-    fig, axes = plt.subplots(2, len(datasets), figsize=(2.8 * len(datasets), 5.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(datasets), figsize=(3.0 * len(datasets), 5.8), squeeze=False)
     merged = scores[scores.metric == metric].merge(accuracies, on=["model", "dataset"])
     for col, dataset in enumerate(datasets):
         for row, (variant, color) in enumerate((("plain", _PLAIN), ("ped", _PED))):
             ax = axes[row][col]
             here = merged[(merged.dataset == dataset) & (merged.variant == variant)]
             ax.scatter(here.score, here.accuracy, s=14, color=color)
-            best = here.nlargest(1, "score")
-            for item in best.itertuples():
-                ax.annotate(item.model, (item.score, item.accuracy), fontsize=6)
-            ax.set_title(f"{dataset}: {metric}{' + PED' if variant == 'ped' else ''}", fontsize=8)
+            named = pd.concat([here.nlargest(1, "score"), here.nlargest(1, "accuracy")]).drop_duplicates("model")
+            for item in named.itertuples():
+                ax.annotate(item.model, (item.score, item.accuracy), fontsize=6, xytext=(3, -8),
+                            textcoords="offset points", ha="right" if item.score >= here.score.median() else "left",
+                            annotation_clip=False)
+            ax.set_title(f"{dataset}: {metric}{' + PED' if variant == 'ped' else ''} (n={len(here)})", fontsize=8)
             ax.tick_params(labelsize=7)
+            ax.set_xlabel(f"{metric}{' + PED' if variant == 'ped' else ''} score", fontsize=7)
             if col == 0:
                 ax.set_ylabel(f"{groundtruth} accuracy", fontsize=8)
     fig.tight_layout()
@@ -90,9 +110,10 @@ def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = 
 
 
 def ped_trajectory(result, features: np.ndarray, labels: np.ndarray, reference=None, *,
-                   title: str = ""):
+                   title: str = "", class_names=None):
     """Class clusters before (left) and after PED (right) in the 2-D PCA plane of the
-    standardised features, with each class mean's path."""
+    standardised features; arrows show each class mean's displacement. Axis limits cover the
+    1st-99th percentile of the points (an outlier does not squash the plot)."""
     from sklearn.decomposition import PCA
 
     basis = reference if reference is not None else features
@@ -103,18 +124,32 @@ def ped_trajectory(result, features: np.ndarray, labels: np.ndarray, reference=N
     path = pca.transform(((result.class_means - center) / spread).reshape(-1, features.shape[1]))
     path = path.reshape(result.class_means.shape[0], result.class_means.shape[1], 2)
     codes = np.searchsorted(result.classes, labels)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8), sharex=True, sharey=True)
+    names = [str(c) for c in (class_names if class_names is not None else result.classes)]
+    points = np.concatenate([before, after])
+    low, high = np.percentile(points, 1, axis=0), np.percentile(points, 99, axis=0)
+    margin = 0.08 * (high - low + 1e-12)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
     cmap = plt.get_cmap("tab20")
-    for ax, points, name in ((axes[0], before, "before PED"),
-                             (axes[1], after, f"after PED ({result.steps} steps)")):
-        ax.scatter(points[:, 0], points[:, 1], c=[cmap(c % 20) for c in codes], s=4, alpha=0.35)
+    share = pca.explained_variance_ratio_
+    for ax, points_, name in ((axes[0], before, "before PED"), (axes[1], after, f"after PED ({result.steps} steps)")):
+        ax.scatter(points_[:, 0], points_[:, 1], c=[cmap(c % 20) for c in codes], s=4, alpha=0.35)
         ax.set_title(name, fontsize=9)
+        ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)", fontsize=8)
+        ax.set_xlim(low[0] - margin[0], high[0] + margin[0])
+        ax.set_ylim(low[1] - margin[1], high[1] + margin[1])
+    axes[0].set_ylabel(f"PC 2 ({share[1]:.0%} of variance)", fontsize=8)
     for c in range(path.shape[1]):
-        axes[1].plot(path[:, c, 0], path[:, c, 1], color=cmap(c % 20), linewidth=1.5)
-        axes[1].scatter(path[-1, c, 0], path[-1, c, 1], color=cmap(c % 20), edgecolor="black", s=25)
-        axes[0].scatter(path[0, c, 0], path[0, c, 1], color=cmap(c % 20), edgecolor="black", s=25)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        color = cmap(c % 20)
+        axes[0].scatter(path[0, c, 0], path[0, c, 1], color=color, edgecolor="black", s=28,
+                        label=names[c] if c < len(names) else str(c))
+        axes[1].plot(path[:, c, 0], path[:, c, 1], color=color, linewidth=1.0)
+        axes[1].annotate("", xy=path[-1, c], xytext=path[0, c],
+                         arrowprops=dict(arrowstyle="->", color="black", linewidth=0.8))
+        axes[1].scatter(path[-1, c, 0], path[-1, c, 1], color=color, edgecolor="black", s=28)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=7, title="class",
+               title_fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     return fig
 
 
@@ -166,21 +201,69 @@ def runtime_bars(scores: pd.DataFrame):
     return fig
 
 
-def _save(fig, path: Path, written: dict, name: str):
+def _save(fig, path: Path, written: dict, name: str, caption: str = ""):
     records.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format=path.suffix[1:]))
     plt.close(fig)
-    written[name] = path
+    written[name] = (path, caption)
 
 
-def _save_table(frame: pd.DataFrame, stem: Path, written: dict, name: str, digits: int = 3):
+def _save_table(frame: pd.DataFrame, stem: Path, written: dict, name: str, caption: str = "",
+                digits: int = 3):
     records.write_csv(frame.reset_index() if frame.index.name else frame, stem.with_suffix(".csv"))
     text = frame.round(digits).to_markdown()
     records.atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(text + "\n"))
-    written[name] = stem.with_suffix(".md")
+    written[name] = (stem.with_suffix(".md"), caption)
+
+
+def logme_definition_table(evaluation: pd.DataFrame, scores: pd.DataFrame, groundtruth: str,
+                           pool: str = "all") -> pd.DataFrame:
+    """How much LogME's definition matters, per target: weighted tau of ``logme`` and of the
+    reference code's ``logme_reference`` (plain and with PED), their difference, and Kendall's
+    tau between the two scores' rankings of the models (1: they rank the models alike)."""
+    from scipy.stats import kendalltau
+
+    rows = evaluation[(evaluation.groundtruth == groundtruth) & (evaluation.pool == pool)
+                      & evaluation.metric.isin(["logme", "logme_reference"])
+                      & evaluation.variant.isin(["plain", "ped"])]
+    wide = rows.pivot_table(index="dataset", columns="method", values="weighted_tau", sort=False)
+    if wide.empty or not {"logme", "logme_reference"} <= set(wide.columns):
+        return pd.DataFrame()
+    table = pd.DataFrame(index=wide.index)
+    table["logme"] = wide["logme"]
+    table["logme_reference"] = wide["logme_reference"]
+    table["difference"] = table.logme - table.logme_reference
+    if {"logme+ped", "logme_reference+ped"} <= set(wide.columns):
+        table["logme+ped"] = wide["logme+ped"]
+        table["logme_reference+ped"] = wide["logme_reference+ped"]
+        table["difference+ped"] = table["logme+ped"] - table["logme_reference+ped"]
+    agreement = {}
+    for dataset, group in scores[scores.variant == "plain"].groupby("dataset", sort=False):
+        pair = group.pivot_table(index="model", columns="metric", values="score")
+        if {"logme", "logme_reference"} <= set(pair.columns):
+            agreement[dataset] = kendalltau(pair.logme, pair.logme_reference).statistic
+    table["kendall_between_scores"] = pd.Series(agreement)
+    table.loc["mean", "kendall_between_scores"] = np.nanmean(list(agreement.values())) if agreement else np.nan
+    table.index.name = "dataset"
+    return table
+
+
+def trajectory_models(accuracies: pd.DataFrame, models, datasets):
+    """(target, worst model, best model, models ranked) for the PED trajectory figures: the
+    first of ``datasets`` the ground truth covers, and the least and most accurate of the
+    study's ``models`` on it (a published ground truth may list models the study leaves out;
+    ties go to the name). None when the ground truth covers none of the study's models."""
+    truth = accuracies[accuracies.model.isin(list(models))]
+    target = next((d for d in datasets if (truth.dataset == d).any()), None)
+    if target is None:
+        return None
+    ranked = truth[truth.dataset == target].sort_values(["accuracy", "model"], kind="stable")
+    return target, ranked.model.iloc[0], ranked.model.iloc[-1], len(ranked)
 
 
 def study_figures(study) -> dict[str, Path]:
-    """Write every figure and table of ``study`` (a :class:`pedlib.study.Study`)."""
+    """Write every figure and table of ``study`` (a :class:`pedlib.study.Study`) with a
+    caption each, and ``index.md`` listing them; returns name -> path (:func:`figure_index`
+    gives the captions)."""
     from . import ped as ped_module
 
     out = study.figures_dir
@@ -189,65 +272,114 @@ def study_figures(study) -> dict[str, Path]:
     evaluation = pd.read_csv(study.output / "evaluation.csv", keep_default_na=False, na_values=[""])
     accuracies = study.accuracies()
     comparison = study.output / "paper_comparison.csv"
+    ports = study.output / "ports.csv"
     key = records.content_key("figures", records.content_key(scores.to_csv()),
                               records.content_key(evaluation.to_csv()),
                               {n: records.content_key(t.to_csv()) for n, t in accuracies.items()},
                               comparison.read_text() if comparison.exists() else None,
+                              ports.read_text() if ports.exists() else None,
                               study.params.as_dict(), records.code_version("plots"))
     if records.is_fresh(out / "index.md", key):
         listed = records.read_record(out / "index.md")["inputs"]
-        if all((out / name).exists() for name in listed.values()):
-            return {label: out / name for label, name in listed.items()}
-    written: dict[str, Path] = {}
+        if all((out / entry["file"]).exists() for entry in listed.values()):
+            return {label: out / entry["file"] for label, entry in listed.items()}
+    written: dict[str, tuple[Path, str]] = {}
+    ci = (f"{study.params.evaluation.level:.0%} percentile bootstrap over models "
+          f"({study.params.evaluation.bootstrap} resamples; the mean over targets resamples models "
+          "jointly across targets)")
     for truth in accuracies:
+        name = truth.replace("_", " ")
         for pool in study.params.pools:
             table = wtau_table(evaluation, truth, pool)
             if table.empty:
                 continue
-            _save_table(table, out / f"wtau_{truth}_{pool}", written, f"wtau_{truth}_{pool}")
+            n = _n_models(evaluation, truth, pool)
+            _save_table(table, out / f"wtau_{truth}_{pool}", written, f"wtau_{truth}_{pool}",
+                        f"Weighted Kendall's tau of each method's ranking of {n} models (pool {pool}) "
+                        f"against {name}, per target and the mean over targets; each metric plain and "
+                        f"with PED, baselines (knn, dim) included. Intervals ({ci}) are in the CSV.")
             _save(wtau_bars(evaluation, truth, pool), out / f"wtau_{truth}_{pool}.png", written,
-                  f"wtau_bars_{truth}_{pool}")
+                  f"wtau_bars_{truth}_{pool}", f"The table above as bars: grey without PED, orange with "
+                  f"PED, hatched baselines; {n} models (pool {pool}) against {name}; error bars: {ci}.")
         variants = ["plain", "ped"] + [f"ped:ref={m}" for m in study.params.reference.ablation]
         ablation = wtau_table(evaluation, truth, "all", variants=variants)
         if not ablation.empty:
-            _save_table(ablation, out / f"reference_ablation_{truth}", written,
-                        f"reference_ablation_{truth}")
-        accuracy = accuracies[truth].pivot_table(index="model", columns="dataset", values="accuracy",
-                                                 sort=False)
-        _save_table(accuracy, out / f"groundtruth_{truth}", written, f"groundtruth_{truth}")
+            _save_table(ablation, out / f"reference_ablation_{truth}", written, f"reference_ablation_{truth}",
+                        f"PED's reference sample against {name} (all models): plain, PED with the study's "
+                        "reference (`+ped`: the model's source data where the study has it), the other "
+                        "targets pooled (`ref=others`), the target itself (`ref=none`).")
+        definition = logme_definition_table(evaluation, scores, truth)
+        if not definition.empty:
+            _save_table(definition, out / f"logme_definition_{truth}", written, f"logme_definition_{truth}",
+                        f"Does LogME's definition matter? Weighted tau against {name} (all models) of "
+                        "`logme` (log-determinant over all D eigenvalues) and of the reference code's "
+                        "`logme_reference` (over the kept singular values only), their difference, and "
+                        "Kendall's tau between the two scores' rankings of the models.")
+        accuracy = accuracies[truth].pivot_table(index="model", columns="dataset", values="accuracy", sort=False)
+        _save_table(accuracy, out / f"groundtruth_{truth}", written, f"groundtruth_{truth}",
+                    f"The {name} accuracy of every model on every target"
+                    + (" (mean over seeds; the CSV of results/ has each seed)." if truth == "finetune" else "."))
     first_truth = next(iter(accuracies))
+    first_name = first_truth.replace("_", " ")
     for metric in dict.fromkeys(scores.metric):
         if metric in ("logme", "sfda"):
-            _save(score_scatter(scores, accuracies[first_truth], metric, first_truth.replace("_", " ")),
-                  out / f"scatter_{metric}.png", written, f"scatter_{metric}")
+            _save(score_scatter(scores, accuracies[first_truth], metric, first_name),
+                  out / f"scatter_{metric}.png", written, f"scatter_{metric}",
+                  f"{metric} score (x) against {first_name} accuracy (y), one point per model, per "
+                  "target; top row without PED, bottom row with PED; the top-scored and the most "
+                  "accurate model are named.")
     if study.params.sensitivity is not None:
         for metric in study.params.sensitivity.metrics:
             _save(sensitivity_heatmap(evaluation, scores, metric, first_truth),
-                  out / f"sensitivity_{metric}.png", written, f"sensitivity_{metric}")
-    if study.params.evaluation.paper_table and (study.output / "paper_comparison.csv").exists():
-        comparison = pd.read_csv(study.output / "paper_comparison.csv")
+                  out / f"sensitivity_{metric}.png", written, f"sensitivity_{metric}",
+                  f"Mean weighted tau over targets (against {first_name}, all models) of {metric} + PED "
+                  "for each nsigma and time_step; the paper's setting is nsigma 0.6, time_step 0.1.")
+    if study.params.evaluation.paper_table and comparison.exists():
+        table = pd.read_csv(comparison)
         for column in ("ours", "paper", "difference"):
-            wide = comparison.pivot_table(index="method", columns="dataset", values=column, sort=False)
-            _save_table(wide, out / f"paper_comparison_{column}", written, f"paper_comparison_{column}")
-    _save(runtime_bars(scores), out / "runtime.png", written, "runtime")
-    _save_table(runtime_table(scores), out / "runtime", written, "runtime_table", digits=4)
-    # PED trajectory: the best and the worst model (by the first ground truth) on the first
-    # target it covers (a fine-tuning sweep may cover only some targets).
-    truth = accuracies[first_truth]
-    target = next(d for d in study.datasets if (truth.dataset == d).any())
-    ranked = truth[truth.dataset == target].sort_values("accuracy", kind="stable")
-    for label, model in (("worst", ranked.model.iloc[0]), ("best", ranked.model.iloc[-1])):
-        train = study.features(model, target, "train")
-        x = train["features"].astype(np.float64)
-        reference = study.scoring_reference(model, target, study.params.reference.mode)
-        result = ped_module.decline(x, train["labels"], reference,
-                                    **{**ped_module.DEFAULTS, **study.params.ped})
-        _save(ped_trajectory(result, x, train["labels"], reference,
-                             title=f"PED on {target}: {model} ({label} by {first_truth.replace('_', ' ')})"),
-              out / f"trajectory_{target}_{label}.png", written, f"trajectory_{label}")
-    index = "\n".join(f"- {name}: [{path.name}]({path.name})" for name, path in written.items())
+            wide = table.pivot_table(index="method", columns="dataset", values=column, sort=False)
+            _save_table(wide, out / f"paper_comparison_{column}", written, f"paper_comparison_{column}",
+                        f"Weighted tau against the published accuracies: {column} "
+                        "(ours, the paper's, ours minus the paper's), per method and dataset.")
+    if ports.exists():
+        table = pd.read_csv(ports, keep_default_na=False, na_values=[""]).set_index("model")
+        _save_table(table.drop(columns=["quantized"], errors="ignore"), out / "ports", written, "ports",
+                    "Each float PyTorch port against its original runtime (TFLite) on the same images: "
+                    "median and minimum cosine similarity of the pooled features, top-1 agreement of "
+                    "the source classifier (NaN: no classifier), seconds (timing: varies run to run).",
+                    digits=4)
+    _save(runtime_bars(scores), out / "runtime.png", written, "runtime",
+          "Median seconds per score of one (model, target), without and with PED (PED's own time "
+          "included). Timing: varies from run to run.")
+    _save_table(runtime_table(scores), out / "runtime", written, "runtime_table",
+                "The runtime figure's numbers (median seconds). Timing: varies from run to run.", digits=4)
+    chosen = trajectory_models(accuracies[first_truth], study.models, study.datasets)
+    if chosen is not None:
+        target, worst, best, n_ranked = chosen
+        for label, model in (("worst", worst), ("best", best)):
+            train = study.features(model, target, "train")
+            x = train["features"].astype(np.float64)
+            reference = study.scoring_reference(model, target, study.params.reference.mode)
+            result = ped_module.decline(x, train["labels"], reference,
+                                        **{**ped_module.DEFAULTS, **study.params.ped})
+            classes = study.source(target).classes
+            _save(ped_trajectory(result, x, train["labels"], reference, class_names=[classes[c] for c in result.classes],
+                                 title=f"PED on {target}: {model}, the {label} of {n_ranked} models by {first_name}"),
+                  out / f"trajectory_{target}_{label}.png", written, f"trajectory_{label}",
+                  f"PED on {target} for {model}, the {label} model by {first_name}: its classes' train "
+                  "features before and after PED in the 2-D PCA plane of the standardised features; "
+                  "arrows: each class mean's displacement.")
+    index = "\n".join(f"- [{path.name}]({path.name}): {caption}" for path, caption in written.values())
     records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(
         f"# Figures and tables of the {study.params.study} study\n\n{index}\n"))
     records.write_record(out / "index.md", key, params=study.params.as_dict(), seed=study.params.seed,
-                         inputs={k: v.name for k, v in written.items()})
-    return written
+                         inputs={k: {"file": path.name, "caption": caption} for k, (path, caption) in written.items()})
+    return {k: path for k, (path, _) in written.items()}
+
+
+def figure_index(study) -> pd.DataFrame:
+    """The figures and tables :func:`study_figures` wrote: name, file, caption."""
+    record = records.read_record(study.figures_dir / "index.md") or {}
+    return pd.DataFrame([dict(name=name, file=entry["file"], caption=entry["caption"])
+                         for name, entry in (record.get("inputs") or {}).items()],
+                        columns=["name", "file", "caption"])

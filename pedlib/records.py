@@ -13,6 +13,7 @@ without a matching record (recomputed next time), never half a file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -36,6 +37,14 @@ _VERSIONED = ("numpy", "scipy", "scikit-learn", "torch", "torchvision", "ai-edge
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types, the same on every run: sets become sorted lists and
+    dataclasses dicts, so no key depends on hash order (``PYTHONHASHSEED``) or on a repr."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                          if f.compare or not callable(getattr(value, f.name))})
+    if isinstance(value, (set, frozenset)):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -49,9 +58,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _refuse(value: Any):
+    raise TypeError(f"content_key: {type(value).__name__} has no canonical form; pass its "
+                    "identifying fields (str, numbers, lists, dicts, sets, dataclasses, arrays)")
+
+
 def content_key(*parts: Any) -> str:
-    """sha256 of the canonical JSON of ``parts`` (dict order does not matter)."""
-    text = json.dumps(_jsonable(parts), sort_keys=True, separators=(",", ":"), default=str)
+    """sha256 of the canonical JSON of ``parts``: dict and set order do not matter, and
+    anything without a canonical form is refused rather than hashed by its ``str``."""
+    text = json.dumps(_jsonable(parts), sort_keys=True, separators=(",", ":"), default=_refuse)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -132,10 +147,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = Path(tmp)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_record(path: str | os.PathLike, key: str, *, params: Any = None, seed: Any = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -10,7 +11,11 @@ import pandas as pd
 
 from . import metrics, ped
 
-__all__ = ["method_name", "score_features"]
+__all__ = ["method_name", "score_features", "MetricFailure"]
+
+
+class MetricFailure(RuntimeWarning):
+    """A metric could not score a feature set; its score was recorded as NaN."""
 
 
 def method_name(metric: str, variant: str) -> str:
@@ -25,8 +30,10 @@ def method_name(metric: str, variant: str) -> str:
 
 def score_features(features, labels, metric_names: Sequence[str], metric_options: Mapping[str, dict],
                    variants: Sequence[tuple[str, str, dict]], references: Mapping[str, np.ndarray | None],
-                   sensitivity_metrics: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per (metric, variant): score and seconds (PED's own time included).
+                   sensitivity_metrics: Sequence[str] = (), on_error: str = "raise") -> pd.DataFrame:
+    """One row per (metric, variant): score, seconds (PED's own time included) and
+    ``saturated`` (the score is at the metric's maximum and cannot tell models apart, e.g. an
+    H-score of C - 1 when the features' rank reaches the number of samples).
 
     Parameters
     ----------
@@ -37,12 +44,28 @@ def score_features(features, labels, metric_names: Sequence[str], metric_options
     variants : (variant, reference mode, PED options); variants named ``ped:nsigma=...`` are
         sensitivity settings and only use ``sensitivity_metrics``
     references : reference features by mode (None: PED standardises with the target itself)
+    on_error : "raise" or "nan"
+        What a metric raising ``ValueError`` (a feature set it cannot score) gives: the error,
+        or a NaN score with a :class:`MetricFailure` warning naming the metric and the reason.
     """
+    if on_error not in ("raise", "nan"):
+        raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
+
+    def run(metric: str, values) -> float:
+        try:
+            return metrics.get(metric)(values, labels, **metric_options.get(metric, {}))
+        except ValueError as error:
+            if on_error == "raise":
+                raise
+            warnings.warn(f"{metric}: {error}; recorded as NaN", MetricFailure, stacklevel=3)
+            return float("nan")
+
     x = np.asarray(features, dtype=np.float64)
+    shape = (len(np.unique(labels)), *x.shape)  # n_classes, n_samples, n_features
     rows = []
     for metric in metric_names:
         started = time.perf_counter()
-        value = metrics.get(metric)(x, labels, **metric_options.get(metric, {}))
+        value = run(metric, x)
         rows.append(dict(metric=metric, variant="plain", reference="", nsigma=np.nan,
                          time_step=np.nan, ped_steps=0, score=value,
                          seconds=time.perf_counter() - started))
@@ -53,11 +76,13 @@ def score_features(features, labels, metric_names: Sequence[str], metric_options
         chosen = [m for m in metric_names if not variant.startswith("ped:nsigma") or m in sensitivity_metrics]
         for metric in chosen:
             started = time.perf_counter()
-            value = metrics.get(metric)(moved.features, labels, **metric_options.get(metric, {}))
+            value = run(metric, moved.features)
             rows.append(dict(metric=metric, variant=variant, reference=mode,
                              nsigma=options["nsigma"], time_step=options["time_step"],
                              ped_steps=moved.steps, score=value,
                              seconds=time.perf_counter() - started + ped_seconds))
     frame = pd.DataFrame(rows)
     frame.insert(2, "method", [method_name(m, v) for m, v in zip(frame.metric, frame.variant)])
+    frame["saturated"] = [bool(np.isfinite(v)) and metrics.info(m).saturated(v, *shape)
+                          for m, v in zip(frame.metric, frame.score)]
     return frame

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import data as datasets, metrics, ped, records
 from .data._source import _cap_per_class
-from .features import cached_features
+from .data.loader import chunk, decoded_batches
+from .features import extract_shared, feature_key
 from .models.hub import resolve
+from .progress import progress as counter
 
 __all__ = ["RECOMMENDED", "RankResult", "cluster_view", "load_images", "rank_models", "save_cluster_views"]
 
@@ -109,7 +110,8 @@ def _select(source: datasets.ImageSource, max_per_class: int | None, seed: int):
 def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=None,
                 max_per_class: int | None = None, out=None, cache=None, batch_size: int = 64,
                 device: str = "cpu", seed: int = 0, mirror=None, progress: bool = True,
-                ped_options: dict | None = None, rank_by_ped: bool = RECOMMENDED["ped"]) -> RankResult:
+                ped_options: dict | None = None, rank_by_ped: bool = RECOMMENDED["ped"],
+                workers: int | None = None) -> RankResult:
     """Rank ``models`` for the labelled images in ``data`` without fine-tuning any of them.
 
     Parameters
@@ -133,6 +135,10 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
         was interrupted resumes from it.
     rank_by_ped : bool
         Order the table (and the written files) by the score with PED instead of without.
+    workers : int, optional
+        DataLoader processes decoding images (default: one per core beyond the first, at most
+        8); on CUDA, JPEG files are decoded on the GPU instead. The images are decoded once
+        and fed to every model whose features are not cached.
 
     Returns
     -------
@@ -159,37 +165,37 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
     out = Path(out) if out is not None else None
     cache = Path(cache) if cache is not None else (out / "features" if out else Path(".pedlib-cache/features"))
     options = dict(ped_options or {})
-    images: dict[str, np.ndarray] = {}
+    if workers is None:
+        from .parallel import default_processes
 
-    def pixels(which: str, src, idx):  # decode once, only if some model's cache misses
-        if which not in images:
-            images[which] = src.load(idx)
-        return images[which]
+        workers = min(8, default_processes() - 1)
 
-    rows, references = [], {}
-    for name in tqdm(models, desc="rank", disable=not progress):
-        backbone = backbones[name]
+    def extract(kind: str, src, idx) -> dict[str, np.ndarray]:
+        """Features of every model on ``src[idx]``: cached ones read, the rest from one decode."""
+        paths = {name: cache / _safe(name) / f"{kind}.npz" for name in models}
+        stale = [name for name in models
+                 if not records.is_fresh(paths[name], feature_key(backbones[name].spec, src, idx))]
+        if stale:
+            extract_shared([(paths[name], backbones[name]) for name in stale], src, idx,
+                           decoded_batches(src, chunk(idx, batch_size), device=device, workers=workers),
+                           batch_size=batch_size, progress=progress)
+        return {name: records.load_npz(paths[name])["features"] for name in models}
+
+    started = time.perf_counter()
+    target = extract("target", source, indices)
+    references = {name: None for name in models}
+    if reference_source is not None:
+        references = extract("reference", reference_source, np.arange(len(reference_source)))
+    extraction_seconds = (time.perf_counter() - started) / len(models)
+    rows = []
+    for name in counter(models, desc="rank", unit="models", enabled=progress):
         started = time.perf_counter()
-        safe = _safe(name)
-        feats, _ = cached_features(cache / safe / "target.npz", backbone.spec, source, indices,
-                                   backbone=lambda b=backbone: b,
-                                   images=lambda: pixels("target", source, indices),
-                                   batch_size=batch_size, progress=progress)
-        ref = None
-        if reference_source is not None:
-            ref_idx = np.arange(len(reference_source))
-            ref, _ = cached_features(cache / safe / "reference.npz", backbone.spec, reference_source,
-                                     ref_idx, backbone=lambda b=backbone: b,
-                                     images=lambda: pixels("reference", reference_source, ref_idx),
-                                     batch_size=batch_size, progress=progress)
-            ref = ref["features"]
-        references[name] = ref
-        x = feats["features"].astype(np.float64)
+        x = target[name].astype(np.float64)
         plain = metrics.get(metric)(x, labels)
-        moved = ped.decline(x, labels, ref, **{**ped.DEFAULTS, **options})
+        moved = ped.decline(x, labels, references[name], **{**ped.DEFAULTS, **options})
         with_ped = metrics.get(metric)(moved.features, labels)
         rows.append(dict(model=name, score=plain, score_ped=with_ped, ped_steps=moved.steps,
-                         dim=x.shape[1], seconds=time.perf_counter() - started))
+                         dim=x.shape[1], seconds=time.perf_counter() - started + extraction_seconds))
     table = pd.DataFrame(rows)
     table["rank"] = table.score.rank(ascending=False, method="min").astype(int)
     table["rank_ped"] = table.score_ped.rank(ascending=False, method="min").astype(int)

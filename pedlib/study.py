@@ -9,7 +9,9 @@
 
 Every stage writes its results under ``results/<study>/`` with a provenance record, skips
 work whose record matches (so a rerun takes seconds and an interrupted run resumes), and
-returns a pandas DataFrame for the notebook to show.
+returns a pandas DataFrame for the notebook to show. Independent cells (linear probes, score
+cells, evaluation rows) run in ``processes`` worker processes; their results are assembled in
+a fixed order, so every table is the same for any number of processes.
 """
 
 from __future__ import annotations
@@ -24,22 +26,45 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
-from . import data, evaluate as evaluation, models, ped, records
-from .features import cached_features, feature_key
-from .data.loader import chunk, iter_batches
+from . import assets, data, evaluate as evaluation, metrics, models, ped, records
+from .data.loader import chunk, decoded_batches
+from .features import cached_features, extract_shared, feature_key
 from .finetune_stage import FinetuneStage
 from .groundtruth import linear_probe
+from .parallel import WorkerPool
 from .params import ParamsError, StudyParams, load_params
-from .scoring import method_name, score_features
+from .progress import progress
+from .scoring import MetricFailure, method_name, score_features
 
-__all__ = ["Study", "find_params", "method_name"]
+__all__ = ["Study", "find_params", "method_name", "PORT_TARGETS"]
 
 log = logging.getLogger(__name__)
 
 _SCORE_CODE = ("metrics", "ped", "_stats", "validation", "scoring")
+#: The targets the ports' agreement check draws its images from (the pocket targets).
+PORT_TARGETS = ("flowers12", "cifar10", "mnist5k", "digits", "lfw")
+
+_WORKER: "Study | None" = None  # the Study of a worker process (see Study.workers)
+
+
+def _init_worker(params: StudyParams, mirror, params_path):
+    global _WORKER
+    _WORKER = Study(params, mirror=mirror, progress=False, params_path=params_path)
+
+
+def _call_worker(method: str, *args):
+    return getattr(_WORKER, method)(*args)
+
+
+def _evaluation_row(scores: dict, accuracies: dict, options: dict, interval: bool) -> dict:
+    return evaluation.evaluation_row(scores, accuracies, interval=interval, **options)
+
+
+def _mean_interval(pairs: dict, options: dict) -> tuple[float, float]:
+    return evaluation.bootstrap_mean_ci(pairs, **options)
 
 
 def find_params(study: str | os.PathLike) -> Path:
@@ -65,7 +90,7 @@ class Study(FinetuneStage):
     mirror : path, optional
         Asset mirror (default ``$PEDLIB_ASSETS``).
     progress : bool, default True
-        Show tqdm progress bars.
+        Report progress (:mod:`pedlib.progress`).
     """
 
     def __init__(self, params: StudyParams, *, mirror=None, progress: bool = True,
@@ -78,6 +103,7 @@ class Study(FinetuneStage):
         self._sources: dict[str, data.ImageSource] = {}
         self._splits: dict[str, data.Split] = {}
         self._unavailable: set[str] = set()
+        self._pool: WorkerPool | None = None
 
     @classmethod
     def load(cls, study: str | os.PathLike, **options) -> "Study":
@@ -123,6 +149,20 @@ class Study(FinetuneStage):
         spec = models.get_spec(model)
         size = self.params.extract.image_size
         return spec if size is None else dataclasses.replace(spec, input_size=size)
+
+    def workers(self) -> WorkerPool:
+        """The study's worker processes (``processes``), started on first use and kept for
+        the next stages; each holds a copy of this study."""
+        if self._pool is None:
+            self._pool = WorkerPool(self.params.processes, _init_worker,
+                                    (self.params, self.mirror, self.params_path))
+        return self._pool
+
+    def close(self):
+        """Stop the worker processes (also done at exit)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def _record_params(self) -> dict:
         return self.params.as_dict()
@@ -203,17 +243,36 @@ class Study(FinetuneStage):
         """Features of ``model`` on ``dataset``'s ``part`` (train, test, reference), cached."""
         return self._features(model, dataset, part)[0]
 
-    def _features(self, model: str, dataset: str, part: str, images=None) -> tuple[dict, bool]:
-        """(arrays, computed now); ``images`` gives the pixels when the cache misses (default:
-        decoded batch by batch, in ``extract.workers`` processes)."""
-        source = self.source(dataset)
+    def _features(self, model: str, dataset: str, part: str) -> tuple[dict, bool]:
+        """(arrays, computed now) for one model; :meth:`extract` does many models at once."""
         indices = self.indices(dataset, part)
-        stream = partial(iter_batches, source, chunk(indices, self.params.extract.batch_size),
-                         workers=self.params.extract.workers)
-        return cached_features(self.feature_path(model, dataset, part), self.spec(model), source,
-                               indices, backbone=lambda: self._create_backbone(model),
-                               images=images or stream, batch_size=self.params.extract.batch_size,
-                               progress=self.progress, params=self._record_params())
+        with self._extraction_threads():
+            return cached_features(self.feature_path(model, dataset, part), self.spec(model),
+                                   self.source(dataset), indices,
+                                   backbone=lambda: self._create_backbone(model),
+                                   images=lambda: self._batches(dataset, indices),
+                                   batch_size=self.params.extract.batch_size,
+                                   progress=self.progress, params=self._record_params())
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.params.extract.device)
+
+    def _extraction_threads(self):
+        """Extraction runs on ``extract.threads`` CPU threads: a float32 convolution's last
+        bits depend on how its work is split, so a fixed count keeps features the same on
+        every machine."""
+        from .groundtruth.finetune import _threads
+
+        return _threads(self.params.extract.threads)
+
+    def _batches(self, dataset: str, indices: np.ndarray):
+        """uint8 batches of ``dataset[indices]`` in ``extract.batch_size`` chunks: decoded on
+        the GPU when extraction runs on CUDA and the images are JPEG files, else by
+        ``extract.workers`` DataLoader processes (0: here)."""
+        ex = self.params.extract
+        return decoded_batches(self.source(dataset), chunk(indices, ex.batch_size), device=self.device,
+                               workers=ex.workers, gpu_decode=ex.gpu_decode)
 
     def _create_backbone(self, model: str) -> models.Backbone:
         """The loaded model, kept until the stage ends (a stage uses each model many times)."""
@@ -221,41 +280,129 @@ class Study(FinetuneStage):
             spec = self.spec(model)
             backbone = spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
             backbone.spec = spec
+            if hasattr(backbone, "precision"):
+                backbone.precision = self.params.extract.precision
             self._backbones[model] = backbone
         return self._backbones[model]
 
-    def extract(self) -> pd.DataFrame:
-        """Stage 02: extract every (model, dataset, part) the study needs; returns a summary.
+    def extract(self, parts: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Stage 02: the features of every (model, dataset, part) the study needs (``parts``:
+        only these parts); returns a summary.
 
-        Small splits (``extract.workers: 0``, at most 10,000 images) are decoded once and
-        shared by every model; larger ones are streamed batch by batch for each model.
+        Each (dataset, part) is decoded once and every model whose features are missing or
+        stale runs on each decoded batch (per-model caches and records as with
+        :meth:`features`, and the same batches, so the same features); when every model is
+        fresh nothing is decoded.
         """
-        rows = []
-        decoded: dict = {}
-
-        def shared_images(dataset: str, part: str):
-            indices = self.indices(dataset, part)
-            if self.params.extract.workers or len(indices) > 10_000:
-                return None  # stream (the default)
-
-            def images():  # decoded only on a cache miss, then kept for the next models
-                if (dataset, part) not in decoded:
-                    decoded.clear()
-                    decoded[(dataset, part)] = self.source(dataset).load(indices)
-                return decoded[(dataset, part)]
-
-            return images
-
-        try:
-            for model, dataset, part in tqdm(self._feature_jobs(), desc="extract", disable=not self.progress):
-                started = time.perf_counter()
-                arrays, computed = self._features(model, dataset, part, images=shared_images(dataset, part))
-                rows.append(dict(model=model, dataset=dataset, part=part, n=len(arrays["labels"]),
-                                 dim=arrays["features"].shape[1], cached=not computed,
-                                 seconds=round(time.perf_counter() - started, 3)))
-        finally:
-            self._backbones.clear()
+        groups: dict[tuple[str, str], list[str]] = {}
+        for model, dataset, part in self._feature_jobs():
+            if parts is None or part in parts:
+                groups.setdefault((dataset, part), []).append(model)
+        rows, work = [], []
+        for (dataset, part), group in groups.items():
+            source, indices = self.source(dataset), self.indices(dataset, part)
+            stale = [m for m in group if not records.is_fresh(
+                self.feature_path(m, dataset, part), feature_key(self.spec(m), source, indices))]
+            rows += [self._feature_row(m, dataset, part, cached=True, seconds=0.0) for m in group if m not in stale]
+            if stale:
+                work.append((dataset, part, tuple(stale)))
+        if self.params.extract.parallel and self.device.type == "cpu" and len(work) > 1:
+            # each (dataset, split) group in a worker process, on extract.threads threads there
+            timings = self.workers().map(_call_worker, [("_extract_group", *job) for job in work],
+                                         desc="extract", unit="feature sets", show=self.progress)
+        else:
+            timings = []
+            bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=self.progress)
+            try:
+                for dataset, part, stale in work:
+                    bar.set_postfix_str(f"{dataset} {part}: {len(stale)} models")
+                    timings.append(self._extract_group(dataset, part, stale))
+                    bar.update()
+            finally:
+                bar.close()
+                self._backbones.clear()
+        for (dataset, part, stale), seconds in zip(work, timings):
+            rows += [self._feature_row(m, dataset, part, cached=False, seconds=seconds) for m in stale]
+        order = {job: i for i, job in enumerate(self._feature_jobs())}
+        rows.sort(key=lambda r: order[(r["model"], r["dataset"], r["part"])])
         return pd.DataFrame(rows)
+
+    def _extract_group(self, dataset: str, part: str, models_: tuple[str, ...]) -> float:
+        """Decode ``dataset``'s ``part`` once and extract ``models_`` from it (each cached with
+        its record); returns seconds per model. Runs here or in a worker process."""
+        source, indices = self.source(dataset), self.indices(dataset, part)
+        started = time.perf_counter()
+        with self._extraction_threads():
+            extract_shared([(self.feature_path(m, dataset, part), self._create_backbone(m)) for m in models_],
+                           source, indices, self._batches(dataset, indices),
+                           batch_size=self.params.extract.batch_size, progress=self.progress,
+                           params=self._record_params())
+        return (time.perf_counter() - started) / len(models_)
+
+    def _feature_row(self, model: str, dataset: str, part: str, *, cached: bool, seconds: float) -> dict:
+        record = records.read_record(self.feature_path(model, dataset, part)) or {}
+        shape = record.get("shape") or [len(self.indices(dataset, part)), None]
+        return dict(model=model, dataset=dataset, part=part, n=shape[0], dim=shape[1], cached=cached,
+                    seconds=round(seconds, 3))
+
+    # ------------------------------------------------------------------ ports
+    def check_ports(self) -> pd.DataFrame | None:
+        """Each ported model of the study against its original runtime
+        (:mod:`pedlib.models.port_check`) on ``ports.images`` images of the pocket targets;
+        cached. Raises :class:`~pedlib.models.ports.PortMismatch` for a port that fails its
+        bar. None when the study has no ported model or ``ports: null``."""
+        from .models.port_check import assess, check_port, resize_for
+
+        names = self._ported_models()
+        if not names:
+            return None
+        path = self.output / "ports.csv"
+        key = self._ports_key()
+        if records.is_fresh(path, key):
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        images = self._port_images()
+        rows = []
+        for name in progress(names, desc="port check", unit="models", enabled=self.progress):
+            batch = np.concatenate([resize_for(name, x) for x in images])
+            rows.append(assess(check_port(name, batch, mirror=self.mirror), mirror=self.mirror))
+        table = pd.DataFrame(rows)
+        records.write_csv(table, path)
+        records.write_record(path, key, params=self._record_params(), seed=self.params.seed,
+                             inputs={"targets": list(PORT_TARGETS), "images": int(len(table) and table.images[0])})
+        return table
+
+    def _ported_models(self) -> list[str]:
+        from .models.ports import PORTS
+
+        return [m for m in self.models if m in PORTS] if self.params.ports is not None else []
+
+    def _port_image_indices(self) -> dict[str, np.ndarray]:
+        """A seeded sample of ``ports.images`` images spread evenly over the pocket targets."""
+        total = self.params.ports.images
+        sizes = [total // len(PORT_TARGETS) + (i < total % len(PORT_TARGETS)) for i in range(len(PORT_TARGETS))]
+        rng = np.random.default_rng([self.params.seed, 256])
+        chosen = {}
+        for target, size in zip(PORT_TARGETS, sizes):
+            n = len(self._port_source(target))
+            chosen[target] = np.sort(rng.choice(n, size=min(size, n), replace=False))
+        return chosen
+
+    def _port_source(self, target: str) -> data.ImageSource:
+        return self.source(target) if target in self.datasets else data.create(target, mirror=self.mirror)
+
+    def _port_images(self) -> list[np.ndarray]:
+        return [self._port_source(t).load(i) for t, i in self._port_image_indices().items()]
+
+    def _ports_key(self) -> str:
+        from .models.ports import PORTS
+
+        manifest = assets.manifest()
+        return records.content_key(
+            "ports", [(m, manifest[PORTS[m].source].sha256, manifest[PORTS[m].reference].sha256)
+                      for m in self._ported_models()],
+            {t: (self._port_source(t).content_id, i.tolist()) for t, i in self._port_image_indices().items()},
+            records.code_version("models.ports", "models.port_check", "models.tflite", "models.nets",
+                                 "models.torch_backbone", "data.images"))
 
     # ------------------------------------------------------------------ ground truth
     def groundtruth(self, *, recompute_finetune: bool = False) -> dict[str, pd.DataFrame]:
@@ -271,41 +418,48 @@ class Study(FinetuneStage):
                 out[name] = self.published()
         return out
 
-    def linear_probe(self) -> pd.DataFrame:
-        """Linear-probe accuracy of every model on every target (cached per study params)."""
-        path = self.output / "groundtruth" / "linear_probe.csv"
+    def _linear_probe_key(self) -> str:
         probe = self.params.groundtruth.linear_probe
         jobs = [(m, d) for d in self.datasets for m in self.models]
-        key = records.content_key("linear_probe", probe, self.params.seed,
-                                  [feature_key(self.spec(m), self.source(d), self.indices(d, p))
-                                   for m, d in jobs for p in ("train", "test")],
-                                  records.code_version("groundtruth.linear_probe", "validation"))
+        return records.content_key("linear_probe", probe, self.params.seed,
+                                   [feature_key(self.spec(m), self.source(d), self.indices(d, p))
+                                    for m, d in jobs for p in ("train", "test")],
+                                   records.code_version("groundtruth.linear_probe", "validation"))
+
+    def linear_probe(self) -> pd.DataFrame:
+        """Linear-probe accuracy of every model on every target (cached per cell and as a
+        table); the cells run in ``processes`` processes."""
+        path = self.output / "groundtruth" / "linear_probe.csv"
+        key = self._linear_probe_key()
         if records.is_fresh(path, key):
             return pd.read_csv(path)
-        cell_dir = self.output / "groundtruth" / "linear_probe"
-        rows = []
-        for model, dataset in tqdm(jobs, desc="linear probe", disable=not self.progress):
-            train = self.features(model, dataset, "train")
-            test = self.features(model, dataset, "test")
-            cell = cell_dir / f"{model}__{dataset}.csv"
-            cell_key = records.content_key(key, model, dataset)
-            if records.is_fresh(cell, cell_key):
-                rows.append(pd.read_csv(cell))
-                continue
-            started = time.perf_counter()
-            result = linear_probe(train["features"], train["labels"], test["features"], test["labels"],
-                                  seed=self.params.seed, Cs=probe.Cs, folds=probe.folds,
-                                  max_iter=probe.max_iter, threads=probe.threads)
-            frame = pd.DataFrame([dict(model=model, dataset=dataset, **result,
-                                       seconds=time.perf_counter() - started)])
-            records.write_csv(frame, cell)
-            records.write_record(cell, cell_key, seed=self.params.seed)
-            rows.append(frame)
-        self._backbones.clear()
-        table = pd.concat(rows, ignore_index=True)
+        self.extract(parts=("train", "test"))
+        jobs = [(m, d) for d in self.datasets for m in self.models]
+        pending = [job for job in jobs if not records.is_fresh(self._probe_cell(*job), records.content_key(key, *job))]
+        self.workers().map(_call_worker, [("_linear_probe_cell", key, *job) for job in pending],
+                           desc="linear probe", unit="cells", show=self.progress)
+        table = pd.concat([pd.read_csv(self._probe_cell(*job)) for job in jobs], ignore_index=True)
         records.write_csv(table, path)
         records.write_record(path, key, params=self._record_params(), seed=self.params.seed)
         return table
+
+    def _probe_cell(self, model: str, dataset: str) -> Path:
+        return self.output / "groundtruth" / "linear_probe" / f"{model}__{dataset}.csv"
+
+    def _linear_probe_cell(self, key: str, model: str, dataset: str) -> None:
+        """Fit one linear probe and write its cell file (runs in a worker process)."""
+        probe = self.params.groundtruth.linear_probe
+        train = self.features(model, dataset, "train")
+        test = self.features(model, dataset, "test")
+        started = time.perf_counter()
+        result = linear_probe(train["features"], train["labels"], test["features"], test["labels"],
+                              seed=self.params.seed, Cs=probe.Cs, folds=probe.folds,
+                              max_iter=probe.max_iter, threads=probe.threads)
+        frame = pd.DataFrame([dict(model=model, dataset=dataset, **result,
+                                   seconds=time.perf_counter() - started)])
+        cell = self._probe_cell(model, dataset)
+        records.write_csv(frame, cell)
+        records.write_record(cell, records.content_key(key, model, dataset), seed=self.params.seed)
 
     def published(self) -> pd.DataFrame:
         """Published accuracies (``groundtruth.published``: a CSV of model, dataset, accuracy)."""
@@ -377,7 +531,7 @@ class Study(FinetuneStage):
         parts = [*self.scored_parts] + (["reference"] if len(self.datasets) > 1 else [])
         inputs = [feature_key(self.spec(model), self.source(dataset), self.indices(dataset, part))
                   for part in self.scored_parts]
-        for mode in {v[1] for v in self._variants()}:
+        for mode in dict.fromkeys(v[1] for v in self._variants()):  # ordered: keys never depend on hash order
             if mode != "none":
                 inputs.append((mode, self._reference_keys(model, dataset, mode)))
         return records.content_key("scores", model, dataset, parts, inputs, self.params.metrics,
@@ -389,38 +543,80 @@ class Study(FinetuneStage):
         return [feature_key(spec, self.source(d), self.reference_indices(d))
                 for d in self._reference_sets(model, target, mode)]
 
+    def score_problems(self) -> list[str]:
+        """Every (model, dataset, metric) that cannot be scored at the study's sizes, each
+        with its fix; checked before any work (sizes come from the splits, not the features)."""
+        problems = []
+        uses_ped = bool(self._variants())
+        for dataset in self.datasets:
+            labels = np.concatenate([self.source(dataset).labels[self.indices(dataset, part)]
+                                     for part in self.scored_parts])
+            counts = np.bincount(labels)
+            counts = counts[counts > 0].tolist()
+            checks = [(m, metrics.info(m).problem(len(labels), counts, 0, **self.params.metric_options.get(m, {})))
+                      for m in self.params.metrics]
+            if uses_ped:
+                checks.append(("PED", metrics._registry.two_per_class(len(labels), counts, 0)))
+            for metric, problem in checks:
+                if problem:
+                    problems.append(f"{dataset} ({len(labels)} scored images, smallest class "
+                                    f"{min(counts)}): {metric}: {problem}")
+        return problems
+
     def score_cell(self, model: str, dataset: str) -> pd.DataFrame:
         """Every metric on ``model``'s features of ``dataset`` (``scored_parts``), plain and with
-        each PED variant; one row per (metric, variant)."""
+        each PED variant; one row per (metric, variant). A metric that fails on this cell
+        (a ValueError, e.g. a mixture that does not fit) is recorded as NaN with a warning."""
         parts = [self.features(model, dataset, part) for part in self.scored_parts]
         train = {name: np.concatenate([p[name] for p in parts]) for name in ("features", "labels")}
         variants = self._variants()
         references = {mode: self.scoring_reference(model, dataset, mode)
                       for mode in dict.fromkeys(v[1] for v in variants)}
         sensitivity = self.params.sensitivity.metrics if self.params.sensitivity else ()
-        frame = score_features(train["features"], train["labels"], self.params.metrics,
-                               self.params.metric_options, variants, references, sensitivity)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MetricFailure)
+            frame = score_features(train["features"], train["labels"], self.params.metrics,
+                                   self.params.metric_options, variants, references, sensitivity,
+                                   on_error="nan")
+        for warning in caught:  # say which cell; pass every other warning on as it was
+            if issubclass(warning.category, MetricFailure):
+                warnings.warn(f"{model} on {dataset}: {warning.message}", MetricFailure, stacklevel=2)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         frame.insert(0, "dataset", dataset)
         frame.insert(0, "model", model)
         return frame
 
+    def _score_cell_path(self, model: str, dataset: str) -> Path:
+        return self.output / "scores" / model / f"{dataset}.csv"
+
+    def _score_and_write(self, model: str, dataset: str, key: str) -> None:
+        """Score one cell and write its file (runs in a worker process)."""
+        with threadpool_limits(limits=self.params.score_threads):
+            frame = self.score_cell(model, dataset)
+        cell = self._score_cell_path(model, dataset)
+        records.write_csv(frame, cell)
+        records.write_record(cell, key, params=self._record_params(), seed=self.params.seed)
+
     def score(self) -> pd.DataFrame:
-        """Stage 03: scores of every (model, dataset), cached per cell; writes scores.csv."""
-        frames = []
+        """Stage 03: scores of every (model, dataset), cached per cell; writes scores.csv.
+
+        The sizes every metric (and PED) needs are checked for every cell first: a cell that
+        cannot be scored stops the stage before any work, naming the cell and the fix."""
+        problems = self.score_problems()
+        if problems:
+            raise ParamsError(f"params/{self.params.study}.yaml: {len(problems)} scoring problem(s) "
+                              f"before any work: " + "; ".join(problems[:5])
+                              + (" ..." if len(problems) > 5 else ""))
         jobs = [(m, d) for d in self.datasets for m in self.models]
-        keys = {}
-        for model, dataset in tqdm(jobs, desc="score", disable=not self.progress):
-            cell = self.output / "scores" / model / f"{dataset}.csv"
-            keys[(model, dataset)] = key = self._score_key(model, dataset)
-            if records.is_fresh(cell, key):
-                frames.append(pd.read_csv(cell, keep_default_na=False, na_values=[""]))
-                continue
-            with threadpool_limits(limits=self.params.score_threads):
-                frame = self.score_cell(model, dataset)
-            records.write_csv(frame, cell)
-            records.write_record(cell, key, params=self._record_params(), seed=self.params.seed)
-            frames.append(frame)
-        table = pd.concat(frames, ignore_index=True)
+        keys = {job: self._score_key(*job) for job in jobs}
+        pending = [job for job in jobs if not records.is_fresh(self._score_cell_path(*job), keys[job])]
+        if pending:
+            self.extract(parts=tuple(self.scored_parts) + ("reference",))
+        self.workers().map(_call_worker, [("_score_and_write", *job, keys[job]) for job in pending],
+                           desc="score", unit="cells", show=self.progress)
+        table = pd.concat([pd.read_csv(self._score_cell_path(*job), keep_default_na=False, na_values=[""])
+                           for job in jobs], ignore_index=True)
         path = self.output / "scores.csv"
         records.write_csv(table, path)
         records.write_record(path, records.content_key(sorted(keys.values())),
@@ -430,7 +626,10 @@ class Study(FinetuneStage):
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, scores: pd.DataFrame | None = None) -> pd.DataFrame:
         """Stage 04: per ground truth, pool, dataset and method: weighted tau (with a bootstrap
-        interval over models) and the other correlations; plus the mean over datasets."""
+        interval over models for the plain and main-PED rankings) and the other correlations;
+        plus the mean over datasets, whose interval resamples models jointly across datasets
+        (:func:`pedlib.evaluate.bootstrap_mean_ci`). NaN scores (a metric that failed on a
+        cell) leave that model out of that ranking. Rows run in ``processes`` processes."""
         if scores is None:
             scores = pd.read_csv(self.output / "scores.csv", keep_default_na=False, na_values=[""])
         ev = self.params.evaluation
@@ -445,35 +644,41 @@ class Study(FinetuneStage):
             if ev.paper_table:
                 self.paper_comparison(table)
             return table
-        rows = []
+        labels, jobs, means = [], [], {}
+        options = dict(n_boot=ev.bootstrap, level=ev.level, seed=self.params.seed)
         for truth_name, truth in accuracies.items():
             accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
             for pool in self.params.pools:
-                members = self.pool(pool)
+                members = set(self.pool(pool))
                 for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
-                    group = group[group.model.isin(members)]
-                    s = {r.model: r.score for r in group.itertuples() if (r.model, dataset) in accuracy}
+                    s = {r.model: r.score for r in group.itertuples()
+                         if r.model in members and (r.model, dataset) in accuracy and np.isfinite(r.score)}
                     if len(s) < ev.min_models:
                         continue
                     a = {m: accuracy[(m, dataset)] for m in s}
                     first = group.iloc[0]
-                    with np.errstate(all="ignore"), warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        stats = evaluation.correlations(s, a)
-                        # intervals for the main comparison (plain vs PED); the ablation and
-                        # sensitivity variants are point estimates (1000 resamples each add up)
-                        low, high = evaluation.bootstrap_ci(s, a, n_boot=ev.bootstrap, level=ev.level,
-                                                            seed=self.params.seed) \
-                            if ev.bootstrap and first.variant in ("plain", "ped") else (np.nan, np.nan)
-                    rows.append(dict(groundtruth=truth_name, pool=pool, dataset=dataset, method=method,
-                                     metric=first.metric, variant=first.variant, n_models=len(s),
-                                     **stats, wtau_low=low, wtau_high=high))
-        table = pd.DataFrame(rows)
+                    main = first.variant in ("plain", "ped")  # intervals for the main comparison only
+                    labels.append(dict(groundtruth=truth_name, pool=pool, dataset=dataset, method=method,
+                                       metric=first.metric, variant=first.variant,
+                                       kind=metrics.info(first.metric).kind))
+                    jobs.append((s, a))
+                    if main:
+                        means.setdefault((truth_name, pool, method), {})[dataset] = (s, a)
+        rows = self.workers().map(_evaluation_row, [(s, a, options, lab["variant"] in ("plain", "ped"))
+                                                    for (s, a), lab in zip(jobs, labels)],
+                                  desc="evaluate", unit="rankings", show=self.progress)
+        table = pd.DataFrame([{**lab, **row} for lab, row in zip(labels, rows)])
         if not table.empty:
-            numeric = ["weighted_tau", "kendall_tau", "pearson", "spearman",
-                       "top1_relative_accuracy", "top3_recall"]
-            mean = (table.groupby(["groundtruth", "pool", "method", "metric", "variant"], sort=False)
-                    [numeric + ["n_models"]].mean().reset_index().assign(dataset="mean"))
+            numeric = ["weighted_tau", "kendall_tau", "pearson", "spearman", "top1_relative_accuracy",
+                       *[c for c in table.columns if c.endswith("_recall")], "n_models"]
+            mean = (table.groupby(["groundtruth", "pool", "method", "metric", "variant", "kind"], sort=False)
+                    [numeric].mean().reset_index().assign(dataset="mean"))
+            intervals = self.workers().map(_mean_interval, [(pairs, options) for pairs in means.values()]
+                                           if ev.bootstrap else [], desc="evaluate (means)",
+                                           unit="rankings", show=self.progress)
+            bounds = dict(zip(means, intervals))
+            mean["wtau_low"] = [bounds.get((r.groundtruth, r.pool, r.method), (np.nan, np.nan))[0] for r in mean.itertuples()]
+            mean["wtau_high"] = [bounds.get((r.groundtruth, r.pool, r.method), (np.nan, np.nan))[1] for r in mean.itertuples()]
             table = pd.concat([table, mean], ignore_index=True)
         records.write_csv(table, path)
         records.write_record(path, key, params=self._record_params(), seed=self.params.seed)
@@ -512,3 +717,19 @@ class Study(FinetuneStage):
         from . import plots
 
         return plots.study_figures(self)
+
+    # ------------------------------------------------------------------ keys
+    def stage_keys(self) -> dict[str, str]:
+        """The content key of every result the stages would write, computed without doing
+        any work: features, linear probe, port check, score cells and fine-tuning jobs (the
+        evaluation and figures are keyed by the content of those results). A key depends on
+        inputs, params and code only, never on the process (tested under two hash seeds)."""
+        keys = {f"features/{m}/{d}-{part}": feature_key(self.spec(m), self.source(d), self.indices(d, part))
+                for m, d, part in self._feature_jobs()}
+        keys["groundtruth/linear_probe"] = self._linear_probe_key()
+        if self._ported_models():
+            keys["ports"] = self._ports_key()
+        keys.update({f"scores/{m}/{d}": self._score_key(m, d) for d in self.datasets for m in self.models})
+        if self.params.groundtruth.finetune.enabled:
+            keys.update({f"finetune/{job.id}": self.finetune_job_key(job) for job in self.finetune_jobs()})
+        return keys

@@ -13,7 +13,20 @@ from typing import Any
 import numpy as np
 
 __all__ = ["LabelledFeatures", "check_features", "check_labels", "check_features_labels",
-           "check_probabilities_labels", "check_reference", "to_numpy"]
+           "check_probabilities_labels", "check_reference", "to_numpy", "readable"]
+
+
+def readable(value: Any) -> str:
+    """``repr`` for messages, with numpy scalars (in lists too) shown as plain Python values:
+    ``0.5`` and ``[99]``, not ``np.float64(0.5)`` and ``[np.int64(99)]``."""
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, np.ndarray):
+        return repr(value.tolist())
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(readable(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -110,7 +123,7 @@ def check_labels(labels: Any, n_samples: int, *, min_classes: int = 2,
             raise ValueError(f"{name} contains NaN or infinite values")
         if not np.array_equal(array, np.round(array)):
             raise ValueError(
-                f"{name} are floats with non-integral values (e.g. {array[array != np.round(array)][0]!r}); "
+                f"{name} are floats with non-integral values (e.g. {readable(array[array != np.round(array)][0])}); "
                 "class labels must be integers or strings"
             )
         array = array.astype(np.int64)
@@ -128,7 +141,7 @@ def check_labels(labels: Any, n_samples: int, *, min_classes: int = 2,
         )
     small = counts < min_per_class
     if small.any():
-        shown = ", ".join(f"{classes[i]!r} ({counts[i]})" for i in np.flatnonzero(small)[:5])
+        shown = ", ".join(f"{readable(classes[i])} ({counts[i]})" for i in np.flatnonzero(small)[:5])
         raise ValueError(
             f"{int(small.sum())} class(es) of {name} have fewer than {min_per_class} samples: {shown}; "
             f"this score needs at least {min_per_class} samples per class to estimate its spread"

@@ -38,13 +38,13 @@ needs_assets = pytest.mark.skipif(not HAVE_ASSETS, reason="../shared/assets not 
 PIPELINE = ["01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures"]
 
 
-def run_notebooks(project: Path, study: str, notebooks=PIPELINE):
-    """Execute the notebooks headless with papermill in ``project`` (as `make reproduce`
-    does), keeping the executed copies in ``project/executed``."""
-    papermill = pytest.importorskip("papermill")
-    (project / "executed").mkdir(exist_ok=True)
-    for name in notebooks:
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
-                                   str(project / "executed" / f"{name}.ipynb"), cwd=str(project),
-                                   parameters={"study": study, "progress": False},
-                                   progress_bar=False, kernel_name="python3")
+def run_notebooks(project: Path, study: str, notebooks=PIPELINE) -> Path:
+    """Execute the notebooks headless in ``project`` exactly as `make reproduce` does
+    (pedlib.notebooks.run_notebooks: params checked first, temporary names, progress lines);
+    returns the folder of the executed notebooks."""
+    pytest.importorskip("papermill")
+    from pedlib.notebooks import run_notebooks as run
+
+    params = project / "params" / f"{study}.yaml"
+    run(str(params), notebooks, parameters={"progress": True})
+    return project / "results" / study / "notebooks"

@@ -58,3 +58,18 @@ def test_bootstrap_interval_contains_the_estimate_and_is_seeded():
     low, high = evaluate.bootstrap_ci(SCORES, ACCURACIES, n_boot=200, seed=1)
     assert low <= evaluate.weighted_tau(SCORES, ACCURACIES) <= high
     assert (low, high) == evaluate.bootstrap_ci(SCORES, ACCURACIES, n_boot=200, seed=1)
+
+
+def test_scores_equal_to_the_last_bits_are_ties_not_a_ranking():
+    """Six saturated H-scores of C - 1 computed in different orders: their order is rounding
+    noise, and the evaluation must not depend on it."""
+    from pedlib.evaluate import TIE_RTOL, merge_ties
+
+    accuracies = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
+    noisy = {"a": 10.999999999999964, "b": 11.000000000000007, "c": 11.0, "d": 3.0}
+    flipped = {"a": 11.000000000000007, "b": 10.999999999999964, "c": 11.0, "d": 3.0}
+    exact = {"a": 11.0, "b": 11.0, "c": 11.0, "d": 3.0}
+    assert evaluate.weighted_tau(noisy, accuracies) == evaluate.weighted_tau(flipped, accuracies) \
+        == evaluate.weighted_tau(exact, accuracies)
+    assert merge_ties([1.0, 1.0 + 0.5 * TIE_RTOL, 1.0 + 10 * TIE_RTOL]).tolist() == [1.0, 1.0, 1.0 + 10 * TIE_RTOL]
+    assert merge_ties([0.0, -0.0, 1e-300]).tolist() == [0.0, 0.0, 1e-300]  # relative: 0 and 1e-300 differ

@@ -14,8 +14,9 @@ def test_registry_has_the_17_distinct_pocket_models():
     names = models.list_models(zoo="pocket")
     assert len(names) == len(set(names)) == 17
     assert len(models.list_models(family="mobilenet")) == 8
-    assert set(models.list_models(zoo="pocket", trainable=True)) == {
-        "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "lenet5_clean", "lenet5_adv"}
+    # every pocket model is a PyTorch module (the TFLite/Keras ones as ports): all fine-tunable
+    assert set(models.list_models(zoo="pocket", trainable=True)) == set(names)
+    assert {models.get_spec(n).runtime for n in names} == {"torch"}
     with pytest.raises(KeyError, match="did you mean .*'cifar_resnet20'"):
         models.get_spec("cifar_resnet2")
 
@@ -29,15 +30,20 @@ def test_every_model_extracts_finite_features_of_its_dimension(name):
     assert features.shape[0] == 3 and features.dtype == np.float32 and np.isfinite(features).all()
     assert features.shape[1] in (64, 160, 200, 256, 512, 768, 1024, 1280)
     assert np.array_equal(features, backbone.extract(images, batch_size=2))  # deterministic
-    assert np.allclose(features, backbone.extract(images, batch_size=3), rtol=1e-5, atol=1e-6)
+    # another batch size sums in another order: float32 rounding, not a different result
+    assert np.allclose(features, backbone.extract(images, batch_size=3), rtol=1e-4, atol=1e-5)
 
 
 @needs_assets
 def test_tflite_features_are_the_pooled_layer():
-    """The coral embedding extractor's output *is* its pooled layer: what we read must equal it."""
+    """The coral embedding extractor's output *is* its pooled layer: what the TFLite runtime
+    (the ports' reference) reads must equal it."""
     from ai_edge_litert.interpreter import Interpreter
 
-    backbone = models.create_model("mobilenet_v1_1.0_224")
+    from pedlib.models.tflite import TFLiteBackbone
+
+    spec = models.get_spec("mobilenet_v1_1.0_224")
+    backbone = TFLiteBackbone(spec, assets.resolve(spec.asset), pixels="quantized")
     images = np.random.default_rng(1).integers(0, 256, size=(2, 224, 224, 3), dtype=np.uint8)
     ours = backbone.extract(images)
     path = assets.resolve(models.get_spec("mobilenet_v1_1.0_224").asset)

@@ -40,7 +40,7 @@ def _with(**changes):
     ({"ped": {"nsgima": 1.0}}, "unknown PED option 'nsgima'; did you mean 'nsigma'"),
     ({"seed": "zero"}, "seed: expected an integer"),
     ({"datasets__digits__train_per_class": 1}, "train_per_class must be at least 2"),
-    ({"groundtruth__finetune__models": ["mobilenet_v2_1.0_224"]}, "unknown model 'mobilenet_v2_1.0_224'"),
+    ({"groundtruth__finetune__models": ["mobilenet_v2_1.0_22"]}, "unknown model 'mobilenet_v2_1.0_22'"),
     ({"groundtruth__finetune__steps": 1.5}, "steps: expected an integer"),
     ({"datasets": {}}, "at least one target dataset"),
 ])
@@ -66,3 +66,15 @@ def test_null_switches_an_optional_section_off():
     assert params.sensitivity is None  # `sensitivity: null`, not the default grid
     assert params.groundtruth.finetune.protocol == "sweep"
     assert params.groundtruth.finetune.learning_rates == (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def test_a_datasets_own_root_is_accepted_but_the_studys_root_is_not():
+    """`datasets.<name>.root` names a user's image folder (README); the study's own `root` is
+    where its params file was found and cannot be written in the file."""
+    from pedlib.params import ParamsError, parse_params
+
+    params = parse_params({"study": "x", "models": ["lenet5_clean"],
+                           "datasets": {"mine": {"type": "imagefolder", "root": "photos"}}})
+    assert params.datasets["mine"].root == "photos"
+    with pytest.raises(ParamsError, match="unknown key 'root'"):
+        parse_params({"study": "x", "root": "/elsewhere", "datasets": {"digits": {}}})

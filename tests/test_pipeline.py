@@ -4,7 +4,13 @@ Then the results are checked for content (they equal what pedlib computes direct
 provenance, and for caching: a rerun computes nothing; an interrupted stage resumes.
 """
 
+import dataclasses
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +46,8 @@ def test_notebooks_write_every_stage_output(smoke):
     pngs = sorted(smoke.figures_dir.glob("*.png"))
     assert {p.stem for p in pngs} >= {"wtau_linear_probe_all", "scatter_logme", "sensitivity_logme",
                                       "runtime", "trajectory_lfw_best", "trajectory_lfw_worst"}
+    index = (smoke.figures_dir / "index.md").read_text()
+    assert all(f"[{p.name}]({p.name}): " in index for p in pngs)  # every figure has a caption
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
     table = (smoke.figures_dir / "wtau_linear_probe_all.md").read_text()
     assert "logme+ped" in table and "mean" in table
@@ -76,7 +84,7 @@ def test_evaluation_is_weighted_tau_of_scores_against_accuracies(smoke):
                      & (evaluation.method == "logme") & (evaluation.pool == "all")]
     assert row.weighted_tau.iloc[0] == pytest.approx(expected)
     fine = evaluation[evaluation.groundtruth == "finetune"]
-    assert set(fine.n_models) == {3}  # only the trainable models have fine-tuning ground truth
+    assert set(fine.n_models) == {5}  # every pocket model is fine-tuned (the TFLite/Keras ones as ports)
     means = evaluation[(evaluation.dataset == "mean") & (evaluation.groundtruth == "linear_probe")
                        & (evaluation.pool == "all") & (evaluation.method == "logme")]
     per_dataset = evaluation[(evaluation.dataset != "mean") & (evaluation.groundtruth == "linear_probe")
@@ -103,7 +111,10 @@ def test_rerun_computes_nothing_and_an_interrupted_stage_resumes(smoke, monkeypa
     smoke.evaluate()
     assert sorted(smoke.figures()) and [p.stat().st_mtime_ns for p in derived] == before
 
-    # Invalidate two cells, then crash on the second recomputation: the first is kept.
+    # Invalidate two cells, then crash on the second recomputation: the first is kept. (One
+    # process, so that the patched method below is the one that runs; the cells run through
+    # the same code in worker processes otherwise.)
+    smoke = Study(dataclasses.replace(smoke.params, processes=1), params_path=smoke.params_path, progress=False)
     victims = cells[:2]
     for cell in victims:
         records.record_path(cell).unlink()
@@ -140,3 +151,68 @@ def test_changed_params_invalidate_only_what_depends_on_them(smoke, tmp_path):
     assert other.extract().cached.all()  # features do not depend on the metrics
     key = other._score_key("lenet5_clean", "lfw")
     assert key != smoke._score_key("lenet5_clean", "lfw")
+
+
+def test_executed_notebooks_keep_summaries_and_conclusions_not_progress_bars(smoke):
+    executed = smoke.output / "notebooks"
+    for name in ["01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures"]:
+        notebook = json.loads((executed / f"{name}.ipynb").read_text())
+        outputs = [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell.get("outputs", [])]
+        text = json.dumps([o.get("text", "") for o in outputs]  # the text a reader sees, not images
+                          + [o.get("data", {}).get(kind, "") for o in outputs for kind in ("text/plain", "text/markdown")])
+        assert "%|" not in text and "\\r" not in text, name  # no tqdm bars redrawn into the notebook
+        assert "IProgress" not in text and "TCP" not in text, name
+        last = json.dumps(notebook["cells"][-1].get("outputs", []))
+        assert "Conclusion" in last, name
+    score = json.dumps(json.loads((executed / "03_score.ipynb").read_text())["cells"])
+    assert "[score] 10/10 cells in" in score  # one summary line per finished task
+    assert not list(executed.glob("*.failed.ipynb")) and not list(executed.glob(".*running*"))
+
+
+def test_report_is_one_html_file_that_opens_offline(smoke):
+    from pedlib.notebooks import write_report
+
+    html = write_report(str(smoke.params_path)).read_text()
+    assert html.count("data:image/png;base64") >= 5  # the figures are inside the file
+    assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from the network
+    assert "Conclusion" in html and "05 · Figures and tables" in html
+
+
+RERUN = """
+import sys
+from pedlib.study import Study
+study = Study.load(sys.argv[1], progress=False)
+study.check_ports(); study.groundtruth(); study.extract(); study.score(); study.evaluate(); study.figures()
+"""
+
+
+def test_a_rerun_under_another_hash_seed_and_process_count_gives_identical_tables(smoke, tmp_path):
+    """The same inputs give the same tables: the smoke study again, from scratch, in another
+    process with another PYTHONHASHSEED and one process instead of one per core. Scores,
+    ground truths, the evaluation and every figure table and plot must be byte-identical,
+    except timing columns and the files that hold timings (runtime.*, ports.*)."""
+    root = tmp_path / "again"
+    (root / "params").mkdir(parents=True)
+    raw = yaml.safe_load((Path(smoke.params.root) / "params" / "smoke.yaml").read_text())
+    raw["processes"] = 1
+    (root / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (root / "rerun.py").write_text(RERUN)
+    env = dict(os.environ, PYTHONHASHSEED="11", PEDLIB_PROGRESS="off")
+    done = subprocess.run([sys.executable, str(root / "rerun.py"), str(root / "params" / "smoke.yaml")],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = Study.load(root / "params" / "smoke.yaml", progress=False)
+
+    def table(study, relative):
+        frame = pd.read_csv(study.output / relative, keep_default_na=False, na_values=[""])
+        return frame.drop(columns=["seconds"], errors="ignore")
+
+    for relative in ["scores.csv", "evaluation.csv", "groundtruth/linear_probe.csv", "groundtruth/finetune.csv"]:
+        pd.testing.assert_frame_equal(table(smoke, relative), table(again, relative), check_exact=True)
+    compared = 0
+    for path in sorted(smoke.figures_dir.iterdir()):
+        if path.stem in ("runtime", "ports") or path.name == "index.md" or path.name.endswith(".record.json"):
+            continue
+        assert path.read_bytes() == (again.figures_dir / path.name).read_bytes(), path.name
+        compared += 1
+    assert compared >= 20

@@ -70,6 +70,7 @@ def test_rank_resumes_from_cached_features(folder, tmp_path, monkeypatch):
         raise AssertionError("features were recomputed")
 
     monkeypatch.setattr(Backbone, "extract", fail)
+    monkeypatch.setattr(Backbone, "features_of", fail)
     assert main(["rank", str(folder), "--models", *FAST[:2], "--out", str(out), "--quiet"]) == 0
     assert pd.read_csv(out / "ranking.csv")[["model", "score"]].equals(first[["model", "score"]])
 
@@ -157,3 +158,21 @@ def test_select_notebook_runs_headless_on_a_folder(folder, tmp_path):
     assert sorted(table.model) == sorted(FAST[:2])
     executed = (tmp_path / "06.ipynb").read_text()
     assert executed.count("image/png") >= 3  # the bar chart and two cluster views
+
+
+@needs_assets
+def test_rank_device_reaches_the_backbone_for_every_name_form(tmp_path, monkeypatch):
+    """``--device`` must reach the network whatever the name's form. PyTorch's "meta" device
+    needs no GPU: a module moved there has its parameters there."""
+    from pedlib.models import hub
+
+    net = torchvision.models.resnet18(num_classes=3)
+    checkpoint = tmp_path / "r18.pth"
+    torch.save(net.state_dict(), checkpoint)
+    # a torchvision name would download its weights: build it untrained instead
+    build = hub._build
+    monkeypatch.setattr(hub, "_build", lambda arch, pretrained: build(arch, pretrained=False))
+    for name in ("cifar_resnet20", "mobilenet_v1_0.25_128", "lenet5_clean", "resnet18", f"resnet18={checkpoint}"):
+        backbone = resolve(name, device="meta")
+        assert backbone.device.type == "meta", name
+        assert {p.device.type for p in backbone.module.parameters()} == {"meta"}, name

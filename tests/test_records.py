@@ -55,3 +55,54 @@ def test_code_version_follows_the_source():
     assert records.code_version("ped") != records.code_version("metrics")
     with pytest.raises(ValueError, match="no pedlib module"):
         records.code_version("nonexistent")
+
+
+KEYS = """
+import json, sys
+from pedlib.study import Study
+print(json.dumps({study: Study.load(study, progress=False).stage_keys() for study in sys.argv[1:]}))
+"""
+
+
+def test_every_stage_key_is_the_same_under_any_hash_seed(tmp_path):
+    """Content keys must not depend on set or dict order: computed in fresh interpreters under
+    two PYTHONHASHSEEDs, every key of every stage of the pocket and smoke studies agrees."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import HAVE_ASSETS, ROOT
+
+    if not HAVE_ASSETS:
+        pytest.skip("../shared/assets not present")
+    script = tmp_path / "keys.py"
+    script.write_text(KEYS)
+    outputs = []
+    for seed in ("0", "5"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run([sys.executable, str(script), "pocket", "smoke"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(json.loads(done.stdout))
+    first, second = outputs
+    assert first == second
+    assert len(first["pocket"]) > 300  # features, probe, ports, 85 score cells, 85 fine-tuning jobs
+
+
+def test_content_keys_canonicalise_sets_and_refuse_what_has_no_canonical_form():
+    from dataclasses import dataclass
+
+    from pedlib import records
+
+    assert records.content_key({"b", "a", "c"}) == records.content_key({"c", "a", "b"})
+    assert records.content_key({"x": 1, "y": 2}) == records.content_key({"y": 2, "x": 1})
+
+    @dataclass(frozen=True)
+    class Settings:
+        steps: int
+        rates: tuple
+
+    assert records.content_key(Settings(3, (0.1,))) == records.content_key({"steps": 3, "rates": [0.1]})
+    with pytest.raises(TypeError, match="has no canonical form"):
+        records.content_key(object())

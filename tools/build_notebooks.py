@@ -10,7 +10,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
-IMPORTS = "import pandas as pd\nfrom IPython.display import Image, Markdown, display\n\nfrom pedlib.study import Study"
+IMPORTS = "import pandas as pd\nfrom IPython.display import Image, Markdown, display\n\nfrom pedlib import plots, summary\nfrom pedlib.study import Study"
 PARAMS = 'study = "pocket"  # a name in params/ or the path of a params YAML\nprogress = True'
 
 
@@ -32,56 +32,73 @@ def notebook(name: str, title: str, intro: str, cells: list, extra_params: str =
 
 
 notebook("01_finetune", "01 · Ground truth",
-         "How well does each model really transfer? A linear probe on frozen features (every "
-         "model), fine-tuning (the PyTorch models: the pocket study reads its committed table "
-         "unless `recompute_finetune`; the paper studies' sweep runs its unfinished jobs, or use "
-         "`make -j4 finetune`), and the papers' published accuracies. Protocols: "
-         "`pedlib.groundtruth`.",
+         "How well does each model really transfer? Fine-tuning (every layer, a new head, a grid "
+         "of learning rates on a validation split, then three seeds; the pocket study reads its "
+         "committed table unless `recompute_finetune`; the paper studies' sweep runs its unfinished "
+         "jobs, or use `make -j4 finetune`), a linear probe on frozen features, and the papers' "
+         "published accuracies. Protocols: `pedlib.groundtruth`.",
          ["#Every ground truth the study evaluates against (params: evaluation.groundtruth).",
           "truths = run.groundtruth(recompute_finetune=recompute_finetune)\n{name: len(table) for name, table in truths.items()}",
           "#Accuracy per model and target, one table per ground truth (fine-tuning: mean over seeds).",
-          "for name, table in run.accuracies().items():\n"
+          "accuracies = run.accuracies()\n"
+          "for name, table in accuracies.items():\n"
           "    display(Markdown(f'**{name}**'), table.pivot_table(index='model', columns='dataset', values='accuracy', sort=False).round(3))",
           "#Fine-tuning spread over seeds (standard deviation), where the study fine-tunes.",
-          "accuracies = run.accuracies()\n"
-          "accuracies['finetune'].pivot_table(index='model', columns='dataset', values='accuracy_std', sort=False).round(4) if 'finetune' in accuracies else None"],
+          "accuracies['finetune'].pivot_table(index='model', columns='dataset', values='accuracy_std', sort=False).round(4) if 'finetune' in accuracies else None",
+          "Markdown(summary.groundtruth(accuracies))"],
          extra_params="\nrecompute_finetune = False")
 
 notebook("02_extract", "02 · Features",
-         "Pooled penultimate features of every model on every target split, plus the reference "
-         "samples PED standardises with. Cached by content under `results/<study>/features/`.",
-         ["features = run.extract()\nfeatures.groupby(['dataset', 'part']).agg(models=('model', 'nunique'), images=('n', 'first'), computed=('cached', lambda c: int((~c).sum())), seconds=('seconds', 'sum'))",
+         "Are the ported models faithful to their original files? Then the pooled penultimate "
+         "features of every model on every target split, plus the reference samples PED "
+         "standardises with, each (dataset, split) decoded once for all models. Cached by content "
+         "under `results/<study>/features/`.",
+         ["#The float PyTorch ports against their original TFLite runtime (`pedlib.models.port_check`).",
+          "ports = run.check_ports()\nports.drop(columns=['source', 'reference']).round(4) if ports is not None else None",
+          "Markdown(summary.ports(ports))",
+          "#Features: how many sets, computed now or cached.",
+          "features = run.extract()\nfeatures.groupby(['dataset', 'part'], sort=False).agg(models=('model', 'nunique'), images=('n', 'first'), computed=('cached', lambda c: int((~c).sum())), seconds=('seconds', 'sum'))",
           "#Feature dimension and extraction time per model.",
-          "features.groupby('model', sort=False).agg(dim=('dim', 'first'), seconds=('seconds', 'sum')).round(2)"])
+          "features.groupby('model', sort=False).agg(dim=('dim', 'first'), seconds=('seconds', 'sum')).round(2)",
+          "Markdown(summary.features(features))"])
 
 notebook("03_score", "03 · Scores",
-         "Every metric on every model's train features, without PED and with PED (main setting, "
-         "reference ablation, and the sensitivity grid). `method` names: `logme`, `logme+ped`, "
-         "`logme+ped[ref=others]`, `logme+ped[nsigma=..,time_step=..]`.",
+         "Every metric and baseline on every model's train features, without PED and with PED "
+         "(main setting, reference ablation, and the sensitivity grid). `method` names: `logme`, "
+         "`logme+ped`, `logme+ped[ref=others]`, `logme+ped[nsigma=..,time_step=..]`.",
          ["scores = run.score()\nscores[scores.variant.isin(['plain', 'ped'])].pivot_table(index=['dataset', 'model'], columns='method', values='score', sort=False).round(3)",
           "#How many PED steps were taken (0: no two classes overlap).",
           "scores[scores.variant == 'ped'].drop_duplicates(['model', 'dataset']).pivot_table(index='model', columns='dataset', values='ped_steps', sort=False)",
+          "#Scores at their metric's maximum (saturated: they cannot tell models apart).",
+          "scores[scores.saturated & scores.variant.isin(['plain', 'ped'])].groupby(['metric', 'dataset'], sort=False).size().rename('saturated models').to_frame()",
           "#Median seconds per score.",
-          "scores[scores.variant.isin(['plain', 'ped'])].pivot_table(index='metric', columns='variant', values='seconds', aggfunc='median', sort=False).round(4)"])
+          "scores[scores.variant.isin(['plain', 'ped'])].pivot_table(index='metric', columns='variant', values='seconds', aggfunc='median', sort=False).round(4)",
+          "Markdown(summary.scores(scores))"])
 
 notebook("04_evaluate", "04 · Evaluation",
          "Weighted Kendall's tau (and Kendall, Pearson, Spearman, top-1 relative accuracy) of each "
          "method's ranking against each ground truth, per target and pool, with a bootstrap "
-         "interval over models; `mean` averages the targets.",
+         "interval over models; `mean` averages the targets (its interval resamples models jointly "
+         "across targets). Scores equal to within 1e-9 (relative) are ties.",
          ["evaluation = run.evaluate()\nmain = evaluation[evaluation.variant.isin(['plain', 'ped'])]\nmain.pivot_table(index=['groundtruth', 'pool', 'method'], columns='dataset', values='weighted_tau', sort=False).round(3)",
-          "#Does PED help? Mean weighted tau with PED minus without, per metric.",
+          "#Does PED help? Mean weighted tau with PED minus without, per metric (and baseline).",
           "mean = main[main.dataset == 'mean'].pivot_table(index=['groundtruth', 'pool', 'metric'], columns='variant', values='weighted_tau', sort=False)\nmean.assign(gain=mean['ped'] - mean['plain']).round(3)",
           "#PED's reference sample: source data, other targets, or none.",
-          "evaluation[(evaluation.dataset == 'mean') & ~evaluation.variant.str.startswith('ped:nsigma')].pivot_table(index=['groundtruth', 'pool', 'metric'], columns='variant', values='weighted_tau', sort=False).round(3)"])
+          "evaluation[(evaluation.dataset == 'mean') & ~evaluation.variant.str.startswith('ped:nsigma')].pivot_table(index=['groundtruth', 'pool', 'metric'], columns='variant', values='weighted_tau', sort=False).round(3)",
+          "Markdown(summary.evaluation(evaluation))"])
 
 notebook("05_figures", "05 · Figures and tables",
-         "Everything in `figures/<study>/`: weighted tau with and without PED, score-vs-accuracy "
-         "scatters, PED trajectories, sensitivity to nsigma and time_step, runtime.",
-         ["written = run.figures()\npd.Series({name: str(path) for name, path in written.items()}, name='file').to_frame()",
+         "Everything in `figures/<study>/`, each with its caption (also in `figures/<study>/index.md`): "
+         "weighted tau with and without PED, LogME's definition, score-vs-accuracy scatters, PED "
+         "trajectories, sensitivity to nsigma and time_step, the ports' check, runtime.",
+         ["written = run.figures()\nindex = plots.figure_index(run)\nindex[['file', 'caption']]",
           "#Main table: weighted tau of every method with and without PED, per target, against the first ground truth, all models.",
-          "display(Markdown(next(path for name, path in written.items() if name.startswith('wtau_') and not name.startswith('wtau_bars')).read_text()))",
-          "#Every figure.",
-          "for name, path in written.items():\n    if path.suffix == '.png':\n        display(Markdown(f'**{name}**'), Image(filename=str(path)))"])
+          "main_table = index[index.name.str.startswith('wtau_') & ~index.name.str.startswith('wtau_bars')].iloc[0]\n"
+          "display(Markdown(f\"**{main_table.file}**: {main_table.caption}\"), Markdown((run.figures_dir / main_table.file).read_text()))",
+          "#Every figure, with its caption.",
+          "for row in index[index.file.str.endswith('.png')].itertuples():\n"
+          "    display(Markdown(f'**{row.file}**: {row.caption}'), Image(filename=str(run.figures_dir / row.file)))",
+          "Markdown(summary.figures(index))"])
 print("notebooks written to", HERE)
 
 

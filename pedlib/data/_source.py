@@ -67,6 +67,13 @@ class ImageSource:
             return None
         return np.flatnonzero(self.predefined == "val")
 
+    @property
+    def files(self) -> tuple[str, ...] | None:
+        """The image files, where the images are files read by a :class:`FileLoader`."""
+        from .images import FileLoader
+
+        return self.loader.paths if isinstance(self.loader, FileLoader) else None
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ._source import ImageSource, register
-from .images import decode_indexed
+from .images import FileLoader
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def _build(name: str, paths: list[Path], labels: list[str], size: int) -> ImageS
         raise ValueError(f"{name}: none of the images could be read ({len(skipped)} skipped)")
     classes, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     return ImageSource(name, codes.astype(np.int64), tuple(classes.tolist()),
-                       partial(decode_indexed, [str(p) for p in paths], size, 3, name), 3,
+                       FileLoader([str(p) for p in paths], size, 3, name), 3,
                        f"{name}|{_fingerprint(paths, labels)}|size={size}", skipped=skipped)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -12,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["decode", "decode_many", "decode_indexed", "to_model_input"]
+__all__ = ["decode", "decode_many", "decode_indexed", "FileLoader", "to_model_input"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +49,11 @@ def decode_many(paths: Sequence[str | Path], size: int, channels: int = 3, *,
     readable : ndarray of bool, shape (len(paths),)
         False where a file could not be read (logged with its path).
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress as counter
 
     out = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     readable = np.ones(len(paths), dtype=bool)
-    # honour tqdm's own TQDM_DISABLE even though we pass ``disable`` (`pedlib rank --quiet`)
-    quiet = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
-    for i, path in enumerate(tqdm(paths, desc=desc, disable=quiet or not progress, leave=False)):
+    for i, path in enumerate(counter(paths, desc=desc, unit="img", enabled=progress, leave=False)):
         try:
             out[i] = decode(path, size, channels)
         except (UnidentifiedImageError, OSError, ValueError) as error:
@@ -66,15 +63,28 @@ def decode_many(paths: Sequence[str | Path], size: int, channels: int = 3, *,
 
 
 def decode_indexed(paths: Sequence[str], size: int, channels: int, name: str,
-                   indices: np.ndarray) -> np.ndarray:
+                   indices: np.ndarray, *, progress: bool = False) -> np.ndarray:
     """Decode ``paths[indices]`` (a dataset loader); an unreadable file here is an error, since
-    datasets check or checksum their files when they are built."""
+    datasets check or checksum their files when they are built. Silent by default: it runs
+    inside DataLoader workers and inside stages that report their own progress."""
     images, readable = decode_many([paths[i] for i in indices], size, channels,
-                                   progress=len(indices) > 200, desc=f"decode {name}")
+                                   progress=progress, desc=f"decode {name}")
     if not readable.all():
         bad = [paths[i] for i, ok in zip(indices, readable) if not ok]
         raise OSError(f"{name}: {len(bad)} image(s) could not be read, e.g. {bad[0]}")
     return images
+
+
+class FileLoader:
+    """The loader of an :class:`~pedlib.data.ImageSource` whose images are files: decodes
+    ``paths[indices]`` with :func:`decode` (shorter side to ``size``, centre crop). It carries
+    its paths and size, so GPU decoding (:mod:`pedlib.data.jpeg`) can read the same files."""
+
+    def __init__(self, paths: Sequence[str], size: int, channels: int, name: str):
+        self.paths, self.size, self.channels, self.name = tuple(map(str, paths)), size, channels, name
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        return decode_indexed(self.paths, self.size, self.channels, self.name, indices)
 
 
 def to_model_input(images: np.ndarray, size: int, channels: int,
@@ -83,12 +93,20 @@ def to_model_input(images: np.ndarray, size: int, channels: int,
 
     Grayscale becomes 3-channel by repetition; colour becomes grayscale by ITU-R 601 luma.
     Resizing is bilinear with antialiasing (a no-op when the size already matches). The
-    uint8 batch is moved to ``device`` first, so the conversion runs there.
+    uint8 batch (a numpy array, or a tensor already on a device, as GPU decoding gives) is
+    moved to ``device`` first, so the conversion runs there.
     """
-    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
-        raise ValueError(f"images must be uint8 of shape (N, H, W, 1 or 3), got {images.dtype} "
-                         f"{images.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[3] not in (1, 3):
+            raise ValueError(f"images must be uint8 of shape (N, H, W, 1 or 3), got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        tensor = images.to(device, non_blocking=True)
+    else:
+        if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
+            raise ValueError(f"images must be uint8 of shape (N, H, W, 1 or 3), got {images.dtype} "
+                             f"{images.shape}")
+        tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    x = tensor.permute(0, 3, 1, 2).float()
     if x.shape[1] == 1 and channels == 3:
         x = x.expand(-1, 3, -1, -1)
     elif x.shape[1] == 3 and channels == 1:

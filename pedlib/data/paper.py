@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ._source import ImageSource, register
-from .images import decode_indexed
+from .images import FileLoader
 
 _LOADER_VERSION = "2"
 _PUBLISHED = Path(__file__).resolve().parents[2] / "params" / "published"
@@ -61,7 +61,7 @@ def _source(name, paths, labels, classes, split, size, root, metric="accuracy",
             multilabels=None) -> ImageSource:
     labels = np.asarray(labels, dtype=np.int64)
     return ImageSource(name, labels, tuple(map(str, classes)),
-                       partial(decode_indexed, [str(p) for p in paths], size, 3, name), 3,
+                       FileLoader([str(p) for p in paths], size, 3, name), 3,
                        f"{name}|{Path(root).resolve()}|n={len(paths)}|size={size}|loader={_LOADER_VERSION}",
                        np.asarray(split), multilabels=multilabels, metric=metric)
 

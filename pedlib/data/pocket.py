@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import assets
 from ._source import ImageSource, register
-from .images import decode_indexed
+from .images import FileLoader
 
 _LOADER_VERSION = "1"
 
@@ -50,7 +50,7 @@ def flowers12(*, mirror=None, size: int = 224) -> ImageSource:
     paths = train_paths + test_paths
     predefined = np.array(["train"] * len(train_paths) + ["test"] * len(test_paths))
     return ImageSource("flowers12", np.concatenate([train_labels, test_labels]), classes,
-                       partial(decode_indexed, paths, size, 3, "flowers12"), 3,
+                       FileLoader(paths, size, 3, "flowers12"), 3,
                        _content_id("flowers12", assets.manifest()["data/flowers12"].sha256,
                                    f"size={size}"), predefined)
 
@@ -60,7 +60,7 @@ def cifar10(*, mirror=None) -> ImageSource:
     """The 10,000 CIFAR-10 test images as JPEGs, class per folder."""
     root = assets.resolve("data/cifar10_test_jpeg", mirror=mirror)
     paths, labels, classes = _folder_samples(root)
-    return ImageSource("cifar10", labels, classes, partial(decode_indexed, paths, 32, 3, "cifar10"), 3,
+    return ImageSource("cifar10", labels, classes, FileLoader(paths, 32, 3, "cifar10"), 3,
                        _content_id("cifar10", assets.manifest()["data/cifar10_test_jpeg"].sha256))
 
 

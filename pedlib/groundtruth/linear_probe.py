@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..validation import check_features_labels
+from ..validation import check_features_labels, readable
 
 __all__ = ["linear_probe"]
 
@@ -51,7 +51,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, se
     position = {label: code for code, label in enumerate(train.classes.tolist())}
     unseen = sorted({label for label in np.asarray(test_labels).tolist() if label not in position})
     if unseen:
-        raise ValueError(f"test labels {unseen[:5]} never occur in train")
+        raise ValueError(f"test labels {readable(list(unseen[:5]))} never occur in train")
     test_codes = np.array([position[label] for label in np.asarray(test_labels).tolist()])
     if train.counts.min() < folds:
         raise ValueError(f"linear_probe: a class has {train.counts.min()} train samples; "

@@ -23,7 +23,11 @@ probability 1/2, drawn from a generator seeded by (seed, step) and applied to th
 batch at once with one affine resampling. Loss: cross-entropy, or binary cross-entropy over
 the present/absent labels of a multi-label dataset (difficult-only labels are ignored).
 BatchNorm statistics are updated while training. On CUDA: channels-last and bfloat16
-autocast; on the CPU: float32 with ``threads`` threads (bit-reproducible on one machine).
+autocast, JPEG files decoded and resized on the GPU (:mod:`pedlib.data.jpeg`, with
+``gpu_decode``), DataLoader batches in pinned memory copied without blocking, and no host
+synchronisation per step (divergence is checked on the device and read every
+:data:`CHECK_EVERY` steps and at checkpoints); on the CPU: float32 with ``threads`` threads
+(bit-reproducible on one machine).
 """
 
 from __future__ import annotations
@@ -41,12 +45,15 @@ from torch import nn
 
 from .. import records
 from ..data import ImageSource
-from ..data.loader import chunk, iter_batches
+from ..data.loader import chunk, decoded_batches
 from .accuracy import evaluate
 from .finetune import FinetuneConfig, _threads
 
 __all__ = ["SweepConfig", "validation_split", "batch_schedule", "augment_batch", "train", "predict",
-           "score", "remove_checkpoint"]
+           "score", "remove_checkpoint", "CHECK_EVERY"]
+
+#: Steps between reads of the device-side divergence flag (each read waits for the GPU).
+CHECK_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class SweepConfig(FinetuneConfig):
     device: str = "cpu"
     workers: int = 0
     checkpoint_every: int = 500
+    gpu_decode: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -78,7 +86,7 @@ class SweepConfig(FinetuneConfig):
     def result_settings(self) -> dict:
         """The settings that change results (workers and checkpointing do not)."""
         settings = self.as_dict()
-        for name in ("workers", "checkpoint_every", "seeds"):
+        for name in ("workers", "checkpoint_every", "seeds", "gpu_decode"):
             settings.pop(name)
         if settings["device"] == "cpu":
             settings.pop("device")
@@ -155,6 +163,10 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (losses * known).sum() / known.sum().clamp(min=1)
 
 
+def _batches(source: ImageSource, batches, config: SweepConfig, device: torch.device):
+    return decoded_batches(source, batches, device=device, workers=config.workers, gpu_decode=config.gpu_decode)
+
+
 def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -209,23 +221,30 @@ def train(backbone, source: ImageSource, fit: np.ndarray, *, learning_rate: floa
         plan = batch_schedule(len(fit), config.steps, config.batch_size, seed)
         batches = [fit[positions] for positions in plan[start:]]
         module.train()
-        for step, images in enumerate(iter_batches(source, batches, workers=config.workers), start):
+        diverged = torch.zeros((), dtype=torch.bool, device=device)  # read every CHECK_EVERY steps
+        checked = start
+        for step, images in enumerate(_batches(source, batches, config, device), start):
             x = backbone.preprocess(images, device)
             if config.augment:
                 x = augment_batch(x, torch.Generator().manual_seed(seed * 1_000_003 + step))
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
+            targets = _targets(source, batches[step - start]).to(device, non_blocking=True)
             with _autocast(device):
-                loss = _loss(module(x), _targets(source, batches[step - start]).to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning diverged at step {step + 1} (loss {loss.item()}) "
-                                         f"with learning rate {learning_rate:g}")
+                loss = _loss(module(x), targets)
+            diverged |= ~torch.isfinite(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             done = step + 1
-            if checkpoint is not None and done % config.checkpoint_every == 0 and done < config.steps:
+            saving = checkpoint is not None and done % config.checkpoint_every == 0 and done < config.steps
+            if saving or done % CHECK_EVERY == 0 or done == config.steps:
+                if bool(diverged):  # never checkpoint a diverged run
+                    raise FloatingPointError(f"fine-tuning diverged between steps {checked + 1} and {done} "
+                                             f"(non-finite loss) with learning rate {learning_rate:g}")
+                checked = done
+            if saving:
                 _save_checkpoint(checkpoint, dict(key=key, step=done, module=module.state_dict(),
                                                   optimizer=optimizer.state_dict(),
                                                   schedule=schedule.state_dict()))
@@ -247,7 +266,7 @@ def predict(module: nn.Module, backbone, source: ImageSource, indices: np.ndarra
     outputs = []
     with _threads(config.threads):
         module.eval()
-        for images in iter_batches(source, chunk(indices, config.batch_size * 2), workers=config.workers):
+        for images in _batches(source, chunk(indices, config.batch_size * 2), config, device):
             x = backbone.preprocess(images, device)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)

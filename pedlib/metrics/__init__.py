@@ -4,15 +4,17 @@ Every metric is a pure function ``(features, labels, **options) -> float`` where
 better expected transfer. ``register`` adds one; ``get`` and ``available`` find them.
 """
 
-from ._registry import MetricInfo, available, get, info, register
+from ._registry import SATURATION_RTOL, MetricInfo, available, get, info, register
+from .baselines import dim, knn
 from .gbc import gbc
-from .hscore import hscore
+from .hscore import hscore, hscore_shrinkage
 from .leep import leep, nce
-from .logme import logme
+from .logme import logme, logme_reference
 from .nleep import nleep
 from .parc import parc
 from .sfda import sfda
 from .transrate import transrate
 
-__all__ = ["MetricInfo", "available", "get", "info", "register", "gbc", "hscore", "leep", "nce",
-           "logme", "nleep", "parc", "sfda", "transrate"]
+__all__ = ["MetricInfo", "SATURATION_RTOL", "available", "get", "info", "register", "dim", "gbc",
+           "hscore", "hscore_shrinkage", "knn", "leep", "nce", "logme", "logme_reference", "nleep",
+           "parc", "sfda", "transrate"]

@@ -7,7 +7,7 @@ import scipy.spatial.distance
 
 from .._stats import class_means, class_variances, row_blocks
 from ..validation import check_features_labels
-from ._registry import register
+from ._registry import register, two_per_class
 
 _VARIANCE_FLOOR = 1e-4
 
@@ -41,7 +41,7 @@ def bhattacharyya_distances(means: np.ndarray, variances: np.ndarray,
     raise ValueError(f"gaussian_type must be 'spherical' or 'diagonal', got {gaussian_type!r}")
 
 
-@register("gbc")
+@register("gbc", requires=two_per_class)
 def gbc(features, labels, gaussian_type: str = "spherical") -> float:
     r"""GBC: minus the summed Bhattacharyya coefficients between all pairs of class Gaussians.
 

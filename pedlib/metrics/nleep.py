@@ -7,7 +7,7 @@ from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
 from .._stats import class_sums
-from ..validation import check_features_labels
+from ..validation import check_features_labels, readable
 from ._registry import register
 
 
@@ -16,7 +16,16 @@ def _pca_solver(n_samples: int, n_features: int) -> str:
     return "covariance_eigh" if n_samples > 4 * n_features else "full"
 
 
-@register("nleep")
+def _mixture_size(n_samples: int, class_counts, n_features: int, component_ratio: int = 5, **options):
+    needed = int(component_ratio) * len(class_counts)
+    if n_samples < needed:
+        return (f"N-LEEP fits component_ratio x classes = {needed} mixture components and needs as many "
+                f"samples, got {n_samples}; use more train images or metric_options.nleep.component_ratio "
+                f"<= {n_samples // len(class_counts)}")
+    return None
+
+
+@register("nleep", requires=_mixture_size, maximum=lambda n_classes, n_samples, n_features: 1.0)
 def nleep(features, labels, component_ratio: int = 5, seed: int = 0) -> float:
     r"""N-LEEP: expected empirical prediction through a Gaussian mixture's components.
 
@@ -47,7 +56,7 @@ def nleep(features, labels, component_ratio: int = 5, seed: int = 0) -> float:
     Li et al., "Ranking Neural Checkpoints", CVPR 2021.
     """
     if not (isinstance(component_ratio, (int, np.integer)) and component_ratio >= 1):
-        raise ValueError(f"component_ratio must be a positive integer, got {component_ratio!r}")
+        raise ValueError(f"component_ratio must be a positive integer, got {readable(component_ratio)}")
     data = check_features_labels(features, labels)
     n, d = data.features.shape
     n_components = int(component_ratio) * data.n_classes

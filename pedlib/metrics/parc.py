@@ -7,7 +7,7 @@ import scipy.stats
 from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 
-from ..validation import check_features_labels
+from ..validation import check_features_labels, readable
 from ._registry import register
 
 
@@ -63,9 +63,9 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     Bolya et al., "Scalable Diverse Model Selection for Accessible Transfer Learning", NeurIPS 2021.
     """
     if not (isinstance(n_dims, (int, np.integer)) and n_dims >= 1):
-        raise ValueError(f"n_dims must be a positive integer, got {n_dims!r}")
+        raise ValueError(f"n_dims must be a positive integer, got {readable(n_dims)}")
     if not (isinstance(max_samples, (int, np.integer)) and max_samples >= 2):
-        raise ValueError(f"max_samples must be an integer >= 2, got {max_samples!r}")
+        raise ValueError(f"max_samples must be an integer >= 2, got {readable(max_samples)}")
     data = check_features_labels(features, labels)
     chosen = stratified_subsample(data.codes, int(max_samples), seed)
     x, codes = data.features[chosen], data.codes[chosen]

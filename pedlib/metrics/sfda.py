@@ -78,7 +78,7 @@ def _decision_scores(blocks: Blocks, n_samples: int, coef: np.ndarray, intercept
     return scores
 
 
-@register("sfda")
+@register("sfda", maximum=lambda n_classes, n_samples, n_features: 1.0)
 def sfda(features, labels) -> float:
     r"""SFDA: mean probability of the true class under a self-challenged regularised Fisher LDA.
 

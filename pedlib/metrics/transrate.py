@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ..validation import check_features_labels
+from ..validation import check_features_labels, readable
 from ._registry import register
 
 
@@ -47,7 +47,7 @@ def transrate(features, labels, eps: float = 1e-4) -> float:
     Huang et al., "Frustratingly Easy Transferability Estimation", ICML 2022.
     """
     if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps!r}")
+        raise ValueError(f"eps must be positive, got {readable(eps)}")
     data = check_features_labels(features, labels)
     z = data.features - data.features.mean(axis=0)
     order = np.argsort(data.codes, kind="stable")

@@ -74,7 +74,7 @@ class Backbone:
         batches (streamed; ``total`` images, for the progress bar). Images are converted to
         the model's channels and resized to its input size here.
         """
-        from tqdm.auto import tqdm
+        from ..progress import progress as counter
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -84,12 +84,19 @@ class Backbone:
         if total == 0:
             raise ValueError("no images to extract features from")
         chunks = []
-        bar = tqdm(total=total, desc=desc or self.spec.name, disable=not progress, unit="img",
-                   leave=False)
+        bar = counter(total=total, desc=desc or self.spec.name, enabled=progress, unit="img", leave=False)
         for batch in images:
-            chunks.append(np.asarray(self._features(batch), dtype=np.float32))
+            chunks.append(self.features_of(batch))
             bar.update(len(batch))
         bar.close()
+        return self.finish(chunks)
+
+    def features_of(self, batch) -> np.ndarray:
+        """Features of one uint8 batch (N, H, W, C), float32 (N, D)."""
+        return np.asarray(self._features(batch), dtype=np.float32)
+
+    def finish(self, chunks: list[np.ndarray]) -> np.ndarray:
+        """The batches' features as one (N, D) array, checked to be finite."""
         if not chunks:
             raise ValueError("no images to extract features from")
         features = np.concatenate(chunks)

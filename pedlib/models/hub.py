@@ -167,7 +167,7 @@ def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
     except KeyError:
         if arch.startswith("timm:"):
             raise
-        known = list_models() + torchvision_names()
+        known = list(dict.fromkeys(list_models() + torchvision_names()))  # paper zoo names are torchvision's
         close = difflib.get_close_matches(arch, known, n=4, cutoff=0.5)
         raise KeyError(f"unknown model {arch!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
                        + " Use a pocket zoo name (pedlib.models.list_models()), a torchvision "

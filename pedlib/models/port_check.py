@@ -31,7 +31,8 @@ from .. import assets
 from ..data.images import to_model_input
 from .ports import PORTS, PortMismatch, load_port
 
-__all__ = ["MIN_COSINE", "MIN_TOP1", "check_port", "assess", "cosine_similarities"]
+__all__ = ["MIN_COSINE", "MIN_TOP1", "check_port", "assess", "cosine_similarities", "resize_to",
+           "resize_for"]
 
 MIN_COSINE = 0.97
 MIN_TOP1 = 0.90
@@ -120,10 +121,16 @@ def assess(result: dict, *, mirror=None) -> dict:
     return {**result, "quantized": quantized, "note": ""}
 
 
-def resize_for(name: str, images: np.ndarray) -> np.ndarray:
-    """``images`` (uint8, any size, 1 or 3 channels) as uint8 RGB at ``name``'s input size."""
-    from . import get_spec
-
-    size = get_spec(name).input_size
+def resize_to(images: np.ndarray, size: int) -> np.ndarray:
+    """``images`` (uint8 (N, H, W, 1 or 3)) as uint8 RGB (N, size, size, 3), resized as every
+    model's input is (:func:`pedlib.data.images.to_model_input`), so that both runtimes of a
+    check see the same pixels."""
     x = to_model_input(images, size, 3)
     return x.round().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def resize_for(name: str, images: np.ndarray) -> np.ndarray:
+    """:func:`resize_to` the input size of the model ``name``."""
+    from . import get_spec
+
+    return resize_to(images, get_spec(name).input_size)

@@ -72,9 +72,12 @@ class TorchBackbone(Backbone):
         return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.no_grad()
-    def _features(self, images: np.ndarray) -> np.ndarray:
-        x = self.preprocess(images, self.device)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+    def _features(self, images) -> np.ndarray:
+        # channels-last everywhere: oneDNN's fast layout on the CPU (2x for the MobileNets
+        # on one core), cuDNN's on the GPU
+        if not getattr(self, "_channels_last", False):
+            self.module.to(memory_format=torch.channels_last)
+            self._channels_last = True
+        x = self.preprocess(images, self.device).contiguous(memory_format=torch.channels_last)
         with self.autocast():
             return self.module.features(x).float().cpu().numpy()

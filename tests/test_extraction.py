@@ -1,0 +1,75 @@
+"""Decoding and extraction paths: torchvision's batched JPEG decoding (what CUDA uses, run on
+the CPU here) against the PIL path, and decode-once extraction against per-model extraction."""
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from pedlib import records
+from pedlib.data.images import decode
+from pedlib.data.jpeg import decode_files
+from pedlib.features import cached_features
+from pedlib.study import Study
+
+from conftest import ROOT, needs_assets
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """500x375 JPEGs with gradients and noise (like photos: resizing matters), a PNG."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:375, 0:500]
+    paths = []
+    for i in range(5):
+        image = np.stack([(xx * (i + 1)) % 256, (yy * 2 + 40 * i) % 256, ((xx + yy) // 3) % 256], -1)
+        image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+        paths.append(folder / f"{i}.jpg")
+        Image.fromarray(image).save(paths[-1], quality=90)
+    Image.fromarray(image[:300, :200]).save(folder / "tall.png")  # not a JPEG: PIL fallback
+    return paths + [folder / "tall.png"]
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_torchvision_decoding_equals_the_pil_path_within_one_grey_level(photos, channels):
+    pil = np.stack([decode(p, 224, channels) for p in photos])
+    torch_images, fallbacks = decode_files([str(p) for p in photos], 224, channels, device="cpu")
+    assert fallbacks == 1  # the PNG
+    assert tuple(torch_images.shape) == pil.shape == (6, 224, 224, channels)
+    difference = np.abs(torch_images.numpy().astype(int) - pil.astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.3  # resampler rounding only
+
+
+def test_a_corrupt_jpeg_falls_back_to_pil_which_names_it(photos, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:200])  # a JPEG header, then nothing
+    with pytest.raises(OSError):
+        decode_files([str(photos[0]), str(broken)], 64, 3)
+    good, fallbacks = decode_files([str(photos[0])], 64, 3)
+    assert fallbacks == 0 and tuple(good.shape) == (1, 64, 64, 3)
+
+
+@needs_assets
+def test_decode_once_extraction_equals_per_model_extraction(tmp_path):
+    """Study.extract decodes each (dataset, split) once for every model; each model's features
+    must be exactly what extracting it alone gives (same batches, same arithmetic)."""
+    (tmp_path / "params").mkdir()
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    raw["models"] = ["mobilenet_v1_0.25_128", "mlperf_resnet8", "lenet5_clean"]
+    (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
+    study = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
+    summary = study.extract(parts=("train",))
+    assert not summary.cached.any() and len(summary) == 3 * len(study.datasets)
+    for model in study.models:
+        for dataset in study.datasets:
+            shared = study.features(model, dataset, "train")
+            alone, computed = cached_features(
+                tmp_path / "alone" / f"{model}-{dataset}.npz", study.spec(model), study.source(dataset),
+                study.indices(dataset, "train"), backbone=lambda m=model: study._create_backbone(m),
+                images=lambda d=dataset: study._batches(d, study.indices(d, "train")),
+                batch_size=study.params.extract.batch_size, progress=False)
+            assert computed and np.array_equal(shared["features"], alone["features"]), (model, dataset)
+    assert study.extract(parts=("train",)).cached.all()  # nothing decoded the second time

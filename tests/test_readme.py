@@ -1,0 +1,96 @@
+"""The README's commands work as written: its examples are extracted from README.md and run
+(or, where they need data, a GPU or a cluster this machine lacks, their commands are shown to
+exist and to accept the options the README uses)."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SHARED_ASSETS, needs_assets
+
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def test_python_api_examples_run_verbatim(tmp_path):
+    code = "\n".join(block for block in _blocks("python"))
+    (tmp_path / "readme.py").write_text(code)
+    done = subprocess.run([sys.executable, str(tmp_path / "readme.py")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@needs_assets
+def test_the_rank_example_runs_verbatim_from_the_checkout_layout(tmp_path):
+    """The worked example's command, character for character, in a folder laid out as a fresh
+    clone is (the checkout's .venv, ../shared beside it); it prints the table the README shows."""
+    block = next(b for b in _blocks("") if b.lstrip().startswith("$ .venv/bin/pedlib rank"))
+    lines = block.strip().splitlines()
+    command = lines[0].removeprefix("$ ")
+    for line in lines[1:]:
+        if not command.endswith("\\"):
+            break
+        command = command[:-1] + " " + line.strip()
+    work = tmp_path / "clone"
+    work.mkdir()
+    (work / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "shared").symlink_to(SHARED_ASSETS.parent)
+    env = {k: v for k, v in os.environ.items() if k != "PEDLIB_ASSETS"}  # as in a fresh shell
+    done = subprocess.run(command, shell=True, cwd=work, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = [line.split()[1] for line in lines if re.match(r"\s*\d+\s+\S+\s+-?\d", line)]
+    printed = [line.split()[1] for line in done.stdout.splitlines() if re.match(r"\s*\d+\s+\S+\s+-?\d", line)]
+    assert printed == expected  # the same ranking as the README shows
+    assert (work / "ranking" / "ranking.csv").is_file()
+
+
+def test_every_make_target_the_readme_names_exists():
+    code = " ".join(re.findall(r"`([^`\n]+)`", README) + _blocks("bash"))  # commands, not prose
+    targets = set(re.findall(r"(?:^|\s|&& )make (?:-j\d+ )?([a-z]+)", code))
+    assert {"setup", "reproduce", "test", "report", "lab", "finetune"} <= targets
+    makefile = (ROOT / "Makefile").read_text()
+    listed = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    for target in sorted(targets):
+        assert re.search(rf"^{target}:", makefile, re.M), target
+        assert re.search(rf"^{target}\s", listed, re.M), f"`make help` does not list {target}"
+
+
+def test_cli_accepts_every_option_the_readme_uses():
+    for command, options in [("rank", ["--device", "--workers", "--max-per-class", "--out", "--reference"]),
+                             ("finetune", ["--executor", "--partition", "--time", "--parallel", "--collect",
+                                           "--list", "--wait"]),
+                             ("notebooks", []), ("report", ["--out"])]:
+        done = subprocess.run([sys.executable, "-m", "pedlib", command, "--help"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0 and all(option in done.stdout for option in options), command
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "jupyter").exists(), reason="make setup has not run")
+def test_make_lab_starts_headless_and_prints_its_url_even_as_root():
+    process = subprocess.Popen(["make", "lab"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True,
+                               env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(ROOT / ".pytest_cache" / "jupyter")))
+    url, seen = None, []
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and url is None:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            seen.append(line)
+            match = re.search(r"http://127\.0\.0\.1:\d+/lab\S*", line)
+            url = match.group(0) if match else None
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    assert url, "".join(seen[-20:])
+    assert "Running as root is not recommended" not in "".join(seen)

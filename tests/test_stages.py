@@ -1,0 +1,116 @@
+"""Stage behaviours a user meets: the size check before scoring, a metric failing on one cell,
+progress lines, the notebook runner's failure handling, the report, and the trajectory's
+choice of models."""
+
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pedlib import plots, progress, scoring
+from pedlib.params import ParamsError
+from pedlib.study import Study
+
+from conftest import ROOT, make_blobs, needs_assets
+
+
+def _smoke_project(tmp_path: Path, **changes) -> Path:
+    (tmp_path / "params").mkdir(parents=True, exist_ok=True)
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    raw.update(changes)
+    path = tmp_path / "params" / "smoke.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@needs_assets
+def test_score_stage_checks_every_cells_sizes_before_any_work(tmp_path):
+    """N-LEEP needs 5 x 10 = 50 samples on digits; with 3 per class there are 30. The stage
+    stops before extracting anything, naming the dataset, the metric and the fix."""
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    raw["datasets"]["digits"]["train_per_class"] = 3
+    study = Study.load(_smoke_project(tmp_path, metrics=["logme", "nleep"], datasets=raw["datasets"]),
+                       progress=False)
+    with pytest.raises(ParamsError, match=r"digits \(30 scored images.*nleep.*component_ratio <= 3"):
+        study.score()
+    assert not (study.output / "features").exists()
+
+
+def test_a_metric_that_fails_on_a_cell_is_recorded_as_nan_with_a_warning():
+    x, y = make_blobs(n_per_class=4, n_classes=3, n_features=5)  # 12 samples: N-LEEP wants 15
+    with pytest.warns(scoring.MetricFailure, match="nleep: N-LEEP needs"):
+        frame = scoring.score_features(x, y, ["logme", "nleep"], {}, [], {}, on_error="nan")
+    assert np.isnan(frame.set_index("metric").score["nleep"]) and np.isfinite(frame.score.iloc[0])
+    with pytest.raises(ValueError, match="N-LEEP needs"):
+        scoring.score_features(x, y, ["nleep"], {}, [], {})  # the library default raises
+
+
+def test_terminal_progress_is_one_line_per_update_with_counts_elapsed_and_eta():
+    stream, summary = io.StringIO(), io.StringIO()
+    bar = progress.LineProgress(total=4, desc="score", unit="cells", stream=stream, summary=summary,
+                                min_interval=0.0)
+    for _ in range(4):
+        bar.set_postfix_str("lenet on lfw")
+        bar.update()
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("[score] 1/4 cells | 0:00 elapsed | ETA ") and lines[0].endswith("lenet on lfw")
+    assert lines[-1].startswith("[score] 4/4 cells | 0:00 elapsed") and "ETA" not in lines[-1]
+    assert summary.getvalue() == "[score] 4/4 cells in 0:00\n"
+    assert progress.format_seconds(3725) == "1:02:05"
+
+
+def test_progress_mode_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("PEDLIB_PROGRESS", "terminal")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert isinstance(progress.progress(total=1, desc="x"), progress.LineProgress)
+    assert isinstance(progress.progress(total=1, desc="x", leave=False), progress._Silent)  # nested
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress.mode() == "off"
+
+
+def test_trajectory_models_come_from_the_study_not_the_whole_ground_truth():
+    """A published ground truth lists 12 models; a study of 3 must draw its trajectories from
+    its own 3 (the figures stage used to crash on a model it had no features for)."""
+    truth = pd.DataFrame({"model": ["a", "b", "c", "d", "e"], "dataset": "pets",
+                          "accuracy": [0.9, 0.5, 0.7, 0.99, 0.1]})
+    assert plots.trajectory_models(truth, ["a", "b", "c"], ["cars", "pets"]) == ("pets", "b", "a", 3)
+    assert plots.trajectory_models(truth, ["x"], ["pets"]) is None
+
+
+@needs_assets
+def test_a_params_typo_stops_the_runner_with_one_line_before_any_kernel(tmp_path, capsys):
+    from pedlib.cli import main
+
+    path = _smoke_project(tmp_path)
+    path.write_text(path.read_text().replace("sensitivity:", "sensitivty:"))
+    assert main(["notebooks", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown key 'sensitivty'; did you mean 'sensitivity'?" in err
+    assert not (tmp_path / "results").exists()
+
+
+@needs_assets
+def test_a_failing_notebook_is_kept_as_failed_with_its_log_and_one_line(tmp_path):
+    """The notebook fails inside the kernel (the study's image folder does not exist, which
+    only reading it finds out); the executed notebook must not look completed."""
+    from pedlib.notebooks import NotebookFailed, run_notebooks
+
+    path = _smoke_project(tmp_path, datasets={"mine": {"type": "imagefolder", "root": "no_such_folder"}})
+    with pytest.raises(NotebookFailed) as failure:
+        run_notebooks(str(path), ["02_extract"])
+    message = str(failure.value)
+    assert message.startswith("02_extract failed: ") and len(message.splitlines()) == 1
+    out = tmp_path / "results" / "smoke"
+    assert not (out / "notebooks" / "02_extract.ipynb").exists()
+    failed = json.loads((out / "notebooks" / "02_extract.failed.ipynb").read_text())
+    assert failed["metadata"]["pedlib"]["status"] == "failed"
+    assert "incomplete" in "".join(failed["cells"][0]["source"])
+    assert "Traceback" in (out / "logs" / "02_extract.log").read_text() or \
+        "Error" in (out / "logs" / "02_extract.log").read_text()
