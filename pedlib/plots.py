@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import records  # noqa: E402
+from .groundtruth import label as truth_label  # noqa: E402
 
 __all__ = ["wtau_table", "wtau_bars", "score_scatter", "ped_trajectory", "sensitivity_heatmap",
            "runtime_table", "runtime_bars", "logme_definition_table", "trajectory_models", "study_figures",
@@ -74,7 +75,7 @@ def wtau_bars(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool:
         ax.set_xticks(x, metrics, rotation=60, ha="right", fontsize=7)
         ax.set_title("mean over targets" if dataset == "mean" else dataset, fontsize=9)
         ax.set_ylim(-1.05, 1.05)
-    axes[0][0].set_ylabel(f"weighted tau vs {groundtruth.replace('_', ' ')}")
+    axes[0][0].set_ylabel(f"weighted tau vs {truth_label(groundtruth)}")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"Does PED help? {_n_models(evaluation, groundtruth, pool)} models (pool {pool}); "
@@ -288,7 +289,7 @@ def study_figures(study) -> dict[str, Path]:
           f"({study.params.evaluation.bootstrap} resamples; the mean over targets resamples models "
           "jointly across targets)")
     for truth in accuracies:
-        name = truth.replace("_", " ")
+        name = truth_label(truth)
         for pool in study.params.pools:
             table = wtau_table(evaluation, truth, pool)
             if table.empty:
@@ -320,7 +321,7 @@ def study_figures(study) -> dict[str, Path]:
                     f"The {name} accuracy of every model on every target"
                     + (" (mean over seeds; the CSV of results/ has each seed)." if truth == "finetune" else "."))
     first_truth = next(iter(accuracies))
-    first_name = first_truth.replace("_", " ")
+    first_name = truth_label(first_truth)
     for metric in dict.fromkeys(scores.metric):
         if metric in ("logme", "sfda"):
             _save(score_scatter(scores, accuracies[first_truth], metric, first_name),

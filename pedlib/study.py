@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import warnings
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -292,8 +292,10 @@ class Study(FinetuneStage):
         Each (dataset, part) is decoded once and every model whose features are missing or
         stale runs on each decoded batch (per-model caches and records as with
         :meth:`features`, and the same batches, so the same features); when every model is
-        fresh nothing is decoded.
+        fresh nothing is decoded. The ports are checked first (:meth:`check_ports`, cached):
+        no feature of a port that disagrees with its original is ever computed.
         """
+        self.check_ports()
         groups: dict[tuple[str, str], list[str]] = {}
         for model, dataset, part in self._feature_jobs():
             if parts is None or part in parts:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .groundtruth import label
+
 __all__ = ["groundtruth", "ports", "features", "scores", "evaluation", "figures", "signed"]
 
 
@@ -31,7 +33,7 @@ def groundtruth(accuracies: dict[str, pd.DataFrame]) -> str:
     for name, table in accuracies.items():
         wide = table.pivot_table(index="model", columns="dataset", values="accuracy", sort=False)
         best = {d: f"{wide[d].idxmax()} ({wide[d].max():.3f})" for d in wide.columns}
-        lines.append(f"- **{name.replace('_', ' ')}**: {wide.shape[0]} models x {wide.shape[1]} targets; "
+        lines.append(f"- **{label(name)}**: {wide.shape[0]} models x {wide.shape[1]} targets; "
                      "best per target: " + "; ".join(f"{d} {b}" for d, b in best.items()) + ".")
         spread = table.accuracy_std.dropna()
         if len(spread):
@@ -46,7 +48,7 @@ def groundtruth(accuracies: dict[str, pd.DataFrame]) -> str:
                 for d in dict.fromkeys(common.get_level_values(1))}
         taus = {d: t for d, t in taus.items() if np.isfinite(t)}
         if taus:
-            lines.append(f"- {names[0].replace('_', ' ')} and {names[1].replace('_', ' ')} rank the "
+            lines.append(f"- {label(names[0]).capitalize()} and {label(names[1])} rank the "
                          f"common models with a Kendall tau of {np.mean(list(taus.values())):.2f} on "
                          "average (" + ", ".join(f"{d} {t:.2f}" for d, t in taus.items()) + "): "
                          + ("they largely agree." if np.mean(list(taus.values())) > 0.6 else
@@ -99,13 +101,13 @@ def scores(table: pd.DataFrame) -> str:
             f"PED moved the classes in {len(moved)} of {len(ped_rows)} cells"
             + (f" (median {int(moved.ped_steps.median())} steps)" if len(moved) else "") + ".")
     if "saturated" in table:
-        saturated = table[table.saturated.astype(bool) & table.variant.isin(["plain", "ped"])]
+        saturated = table[table.saturated.astype(bool) & (table.variant == "plain")]
         if len(saturated):
-            cells = saturated.drop_duplicates(["model", "dataset", "metric"])
-            text += (f" {len(cells)} scores are saturated at their metric's maximum and cannot tell models "
-                     f"apart ({', '.join(sorted(set(cells.metric)))}: e.g. "
-                     + _names(f"{r.model} on {r.dataset}" for r in cells.itertuples()) + "); the "
-                     "evaluation treats equal scores as ties.")
+            per_metric = "; ".join(
+                f"{metric} on {len(rows)} cells ({_names(f'{r.model} / {r.dataset}' for r in rows.itertuples())})"
+                for metric, rows in saturated.groupby("metric", sort=False))
+            text += (f" Saturated scores (at the metric's maximum, so they cannot tell models apart; "
+                     f"without PED): {per_metric}. The evaluation treats equal scores as ties.")
     failed = table[table.score.isna()]
     if len(failed):
         text += (f" {len(failed)} scores failed and are NaN (left out of their rankings): "
@@ -123,7 +125,7 @@ def evaluation(table: pd.DataFrame, pool: str = "all") -> str:
             index="metric", columns="variant", values="weighted_tau", sort=False)
         kinds = rows.drop_duplicates("metric").set_index("metric").kind
         n_models = int(rows.n_models.max())
-        name = truth.replace("_", " ")
+        name = label(truth)
         real = wide[[kinds.get(m) == "metric" for m in wide.index]].dropna()
         if "ped" in real and len(real):
             gain = (real.ped - real.plain).sort_values()

@@ -4,7 +4,6 @@ and submitit's local executor."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

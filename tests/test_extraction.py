@@ -1,14 +1,11 @@
 """Decoding and extraction paths: torchvision's batched JPEG decoding (what CUDA uses, run on
 the CPU here) against the PIL path, and decode-once extraction against per-model extraction."""
 
-import shutil
-
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from pedlib import records
 from pedlib.data.images import decode
 from pedlib.data.jpeg import decode_files
 from pedlib.features import cached_features

@@ -70,8 +70,10 @@ def test_finetune_cell_selects_on_validation_and_reports_each_seed():
 
 
 @needs_assets
-def test_committed_pocket_finetune_table_matches_a_recomputed_cell():
-    """Recompute one (model, target, seed) cell of the committed table with its seed."""
+@pytest.mark.parametrize("model", ["lenet5_clean", "mlperf_resnet8"])  # a PyTorch original, a port
+def test_committed_pocket_finetune_table_matches_a_recomputed_cell(model):
+    """Recompute one (model, target, seed) cell of the committed table with its seed: the
+    grid search picks the same learning rate and the accuracies are the same fractions."""
     from pedlib.study import Study
 
     study = Study.load(ROOT / "params" / "pocket.yaml", progress=False)
@@ -81,7 +83,8 @@ def test_committed_pocket_finetune_table_matches_a_recomputed_cell():
     table = pd.read_csv(path)
     assert set(table.model) == set(study.finetune_models()) and set(table.dataset) == set(study.datasets)
     assert table.groupby(["model", "dataset"]).size().eq(len(study.params.groundtruth.finetune.seeds)).all()
-    row = table[(table.model == "lenet5_clean") & (table.dataset == "lfw") & (table.seed == 0)].iloc[0]
-    again = study.finetune_one("lenet5_clean", "lfw", seeds=[0]).iloc[0]
+    assert len(set(table.model)) == 17  # every pocket model is fine-tuned
+    row = table[(table.model == model) & (table.dataset == "lfw") & (table.seed == 0)].iloc[0]
+    again = study.finetune_one(model, "lfw", seeds=[0]).iloc[0]
     assert (again.learning_rate, again.weight_decay) == (row.learning_rate, row.weight_decay)
     assert again.val_accuracy == row.val_accuracy and again.test_accuracy == row.test_accuracy

@@ -4,7 +4,6 @@ choice of models."""
 
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
