@@ -88,7 +88,7 @@ class Study(FinetuneStage):
     ----------
     params : StudyParams
     mirror : path, optional
-        Asset mirror (default ``$PEDLIB_ASSETS``).
+        Asset mirror (default: :func:`pedlib.assets.default_mirror`).
     progress : bool, default True
         Report progress (:mod:`pedlib.progress`).
     """
@@ -385,15 +385,12 @@ class Study(FinetuneStage):
         rng = np.random.default_rng([self.params.seed, 256])
         chosen = {}
         for target, size in zip(PORT_TARGETS, sizes):
-            n = len(self._port_source(target))
+            n = len(self.source(target))
             chosen[target] = np.sort(rng.choice(n, size=min(size, n), replace=False))
         return chosen
 
-    def _port_source(self, target: str) -> data.ImageSource:
-        return self.source(target) if target in self.datasets else data.create(target, mirror=self.mirror)
-
     def _port_images(self) -> list[np.ndarray]:
-        return [self._port_source(t).load(i) for t, i in self._port_image_indices().items()]
+        return [self.source(t).load(i) for t, i in self._port_image_indices().items()]
 
     def _ports_key(self) -> str:
         from .models.ports import PORTS
@@ -402,7 +399,7 @@ class Study(FinetuneStage):
         return records.content_key(
             "ports", [(m, manifest[PORTS[m].source].sha256, manifest[PORTS[m].reference].sha256)
                       for m in self._ported_models()],
-            {t: (self._port_source(t).content_id, i.tolist()) for t, i in self._port_image_indices().items()},
+            {t: (self.source(t).content_id, i.tolist()) for t, i in self._port_image_indices().items()},
             records.code_version("models.ports", "models.port_check", "models.tflite", "models.nets",
                                  "models.torch_backbone", "data.images"))
 
