@@ -147,9 +147,12 @@ class FinetuneStage:
     def _compute_cell_key(self) -> str:
         jobs = [(m, d) for d in self.finetune_datasets() for m in self.finetune_models()]
         return records.content_key("finetune", self.finetune_config().as_dict(), self.params.seed,
-                                   [(m, models.get_spec(m).asset, self.source(d).content_id,
-                                     self.split(d).train.tolist(), self.split(d).test.tolist())
-                                    for m, d in jobs])
+                                   [self._cell_inputs(m, d) for m, d in jobs])
+
+    def _cell_inputs(self, model: str, dataset: str) -> tuple:
+        """What one cell's numbers depend on (besides the protocol, seed and code)."""
+        return (model, models.get_spec(model).asset, self.source(dataset).content_id,
+                self.split(dataset).train.tolist(), self.split(dataset).test.tolist())
 
     @cached_property
     def _cell_code(self) -> str:
@@ -171,8 +174,9 @@ class FinetuneStage:
         return self._job_keys[job.id]
 
     def _compute_job_key(self, job: FinetuneJob) -> str:
-        if job.kind == "cell":
-            return records.content_key(self._cell_key(), job.model, job.dataset, self._cell_code)
+        if job.kind == "cell":  # its own inputs only: adding a model or target keeps finished cells
+            return records.content_key("finetune-cell", self.finetune_config().as_dict(), self.params.seed,
+                                       self._cell_inputs(job.model, job.dataset), self._cell_code)
         config = self.sweep_config()
         base = self._sweep_base_key(job.model, job.dataset)
         if job.kind == "grid":

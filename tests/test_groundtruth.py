@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -81,10 +82,30 @@ def test_committed_pocket_finetune_table_matches_a_recomputed_cell(model):
     assert records.is_fresh(path, study._cell_key()), \
         f"{path} does not match params/pocket.yaml; run `make finetune`"
     table = pd.read_csv(path)
-    assert set(table.model) == set(study.finetune_models()) and set(table.dataset) == set(study.datasets)
+    assert set(table.model) == set(study.finetune_models()) and set(table.dataset) == set(study.finetune_datasets())
     assert table.groupby(["model", "dataset"]).size().eq(len(study.params.groundtruth.finetune.seeds)).all()
     assert len(set(table.model)) == 17  # every pocket model is fine-tuned
-    row = table[(table.model == model) & (table.dataset == "lfw") & (table.seed == 0)].iloc[0]
-    again = study.finetune_one(model, "lfw", seeds=[0]).iloc[0]
+    target = study.finetune_datasets()[-1]
+    row = table[(table.model == model) & (table.dataset == target) & (table.seed == 0)].iloc[0]
+    again = study.finetune_one(model, target, seeds=[0]).iloc[0]
     assert (again.learning_rate, again.weight_decay) == (row.learning_rate, row.weight_decay)
     assert again.val_accuracy == row.val_accuracy and again.test_accuracy == row.test_accuracy
+
+
+@needs_assets
+def test_a_cells_job_key_depends_on_its_own_inputs_only(tmp_path):
+    """Adding a target to the fine-tuning table changes the table's key, never the key of a
+    finished cell: the cells already computed stay fresh and are not redone."""
+    from pedlib.study import Study
+
+    (tmp_path / "params").mkdir()
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    keys = []
+    for datasets in (["digits"], ["lfw", "digits"]):
+        raw["groundtruth"]["finetune"]["datasets"] = datasets
+        path = tmp_path / "params" / "smoke.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        study = Study.load(path, progress=False)
+        keys.append((study.finetune_job_key(study.finetune_job("lenet5_clean/digits/cell")), study._cell_key()))
+    assert keys[0][0] == keys[1][0]
+    assert keys[0][1] != keys[1][1]
