@@ -88,9 +88,9 @@ def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = 
                   groundtruth: str = "linear probe"):
     """Score (x) against ground-truth accuracy (y), one point per model, per target; top row
     plain, bottom row with PED; the top-scored and the most accurate model are named."""
-    datasets = list(dict.fromkeys(scores.dataset))
-    fig, axes = plt.subplots(2, len(datasets), figsize=(3.0 * len(datasets), 5.8), squeeze=False)
     merged = scores[scores.metric == metric].merge(accuracies, on=["model", "dataset"])
+    datasets = list(dict.fromkeys(merged.dataset))  # the targets the ground truth covers
+    fig, axes = plt.subplots(2, len(datasets), figsize=(3.0 * len(datasets), 5.8), squeeze=False)
     for col, dataset in enumerate(datasets):
         for row, (variant, color) in enumerate((("plain", _PLAIN), ("ped", _PED))):
             ax = axes[row][col]

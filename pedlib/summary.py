@@ -125,6 +125,7 @@ def evaluation(table: pd.DataFrame, pool: str = "all") -> str:
             index="metric", columns="variant", values="weighted_tau", sort=False)
         kinds = rows.drop_duplicates("metric").set_index("metric").kind
         n_models = int(rows.n_models.max())
+        n_targets = table[(table.groundtruth == truth) & (table.pool == pool) & (table.dataset != "mean")].dataset.nunique()
         name = label(truth)
         real = wide[[kinds.get(m) == "metric" for m in wide.index]].dropna()
         if "ped" in real and len(real):
@@ -133,7 +134,7 @@ def evaluation(table: pd.DataFrame, pool: str = "all") -> str:
             counts = [f"lowers the mean weighted tau of {lowered}", f"raises it for {raised}"]
             if len(gain) - lowered - raised:
                 counts.append(f"leaves {len(gain) - lowered - raised} unchanged")
-            lines.append(f"- **Against {name}** ({n_models} models, mean over targets): of {len(gain)} "
+            lines.append(f"- **Against {name}** ({n_models} models, mean over {n_targets} targets): of {len(gain)} "
                          f"metrics, PED {', '.join(counts)}: "
                          + ", ".join(f"{m} {signed(g)} ({real.plain[m]:.3f} -> {real.ped[m]:.3f})"
                                      for m, g in gain.items()) + ".")

@@ -113,3 +113,29 @@ def test_a_failing_notebook_is_kept_as_failed_with_its_log_and_one_line(tmp_path
     assert "incomplete" in "".join(failed["cells"][0]["source"])
     assert "Traceback" in (out / "logs" / "02_extract.log").read_text() or \
         "Error" in (out / "logs" / "02_extract.log").read_text()
+
+
+def test_score_scatter_shows_only_the_targets_its_ground_truth_covers():
+    """The fine-tuning table may cover fewer targets than the study: no empty panels."""
+    scores = pd.DataFrame([dict(model=m, dataset=d, metric="logme", variant=v, score=float(i))
+                           for i, m in enumerate("abc") for d in ("flowers12", "lfw") for v in ("plain", "ped")])
+    accuracies = pd.DataFrame(dict(model=list("abc"), dataset="flowers12", accuracy=[0.5, 0.7, 0.6]))
+    fig = plots.score_scatter(scores, accuracies, "logme", "fine-tuning")
+    assert len(fig.axes) == 2 and all(ax.get_title().startswith("flowers12") for ax in fig.axes)
+
+
+def test_the_evaluation_conclusion_counts_what_the_table_says():
+    from pedlib import summary
+
+    rows = []
+    taus = {("logme", "plain"): 0.8, ("logme", "ped"): 0.6, ("sfda", "plain"): 0.2, ("sfda", "ped"): 0.4,
+            ("knn", "plain"): 0.5, ("knn", "ped"): 0.5}
+    for (metric, variant), tau in taus.items():
+        method = metric + ("+ped" if variant == "ped" else "")
+        for dataset in ("flowers12", "digits", "mean"):
+            rows.append(dict(groundtruth="finetune", pool="all", dataset=dataset, method=method, metric=metric,
+                             variant=variant, kind="baseline" if metric == "knn" else "metric",
+                             weighted_tau=tau, n_models=17, wtau_low=np.nan, wtau_high=np.nan))
+    text = summary.evaluation(pd.DataFrame(rows))
+    assert "(17 models, mean over 2 targets): of 2 metrics, PED lowers the mean weighted tau of 1, raises it for 1" in text
+    assert "Baseline **knn** (0.500) beats 1 of 2 metrics without PED and 1 with PED (sfda)" in text
