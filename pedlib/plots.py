@@ -69,8 +69,12 @@ def wtau_bars(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool:
             if "wtau_low" in here:
                 low = np.array([here.wtau_low.get((m, variant), np.nan) for m in metrics])
                 high = np.array([here.wtau_high.get((m, variant), np.nan) for m in metrics])
-                ax.errorbar(x + offset, values, yerr=[values - low, high - values], fmt="none",
-                            ecolor="black", elinewidth=0.6, capsize=1.5)
+                # the interval itself, not value -/+ error: a percentile bootstrap interval
+                # need not contain the estimate (weighted tau over few, tied models)
+                shown = np.isfinite(low) & np.isfinite(high)
+                ax.vlines((x + offset)[shown], low[shown], high[shown], color="black", linewidth=0.6)
+                for end in (low, high):
+                    ax.scatter((x + offset)[shown], end[shown], marker="_", s=12, color="black", linewidths=0.6)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(x, metrics, rotation=60, ha="right", fontsize=7)
         ax.set_title("mean over targets" if dataset == "mean" else dataset, fontsize=9)

@@ -139,3 +139,15 @@ def test_the_evaluation_conclusion_counts_what_the_table_says():
     text = summary.evaluation(pd.DataFrame(rows))
     assert "(17 models, mean over 2 targets): of 2 metrics, PED lowers the mean weighted tau of 1, raises it for 1" in text
     assert "Baseline **knn** (0.500) beats 1 of 2 metrics without PED and 1 with PED (sfda)" in text
+
+
+def test_weighted_tau_bars_draw_an_interval_that_excludes_its_estimate():
+    """A percentile bootstrap interval may lie wholly below the estimate (it did on the pocket
+    study); the bars show it as it is instead of failing on a negative error."""
+    rows = [dict(groundtruth="finetune", pool="all", dataset=d, method=m + s, metric=m, variant=v,
+                 kind="metric", weighted_tau=0.5, wtau_low=lo, wtau_high=hi, n_models=5)
+            for d in ("digits", "mean") for m in ("logme", "sfda") for s, v in (("", "plain"), ("+ped", "ped"))
+            for lo, hi in [((0.1, 0.4) if m == "logme" else (np.nan, np.nan))]]
+    fig = plots.wtau_bars(pd.DataFrame(rows), "finetune", "all")
+    segments = [seg for ax in fig.axes for coll in ax.collections for seg in getattr(coll, "get_segments", list)()]
+    assert any(np.allclose(sorted(seg[:, 1]), [0.1, 0.4]) for seg in segments)
