@@ -121,7 +121,7 @@ def git_state() -> dict:
 
 @lru_cache(maxsize=1)
 def environment() -> dict:
-    """Versions of Python, pedlib and the numerical packages, and the platform."""
+    """Versions of Python, pedlib and the numerical packages, the platform and the CPU arithmetic."""
     from . import __version__
 
     versions = {"python": platform.python_version(), "pedlib": __version__}
@@ -130,7 +130,31 @@ def environment() -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    return {"versions": versions, "platform": platform.platform(), "machine": platform.machine()}
+    return {"versions": versions, "platform": platform.platform(), "machine": platform.machine(),
+            "cpu": cpu_arithmetic()}
+
+
+@lru_cache(maxsize=1)
+def cpu_arithmetic() -> dict:
+    """What decides the last bits of a float32 result on this machine: the CPU, the instruction
+    set torch's kernels dispatch to (``AVX2``, ``AVX512``, ...) and the kernels of the BLAS that
+    numpy and scipy load. Results are bit-identical between runs with the same ``torch`` and
+    ``blas`` entries; across different ones they can differ in the last bits, which a 100-step
+    fine-tuning run can turn into one image more or less correct."""
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS, so the list does not depend on imports)
+    import threadpoolctl
+    import torch
+
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    blas = sorted({f"{info['internal_api']}:{info.get('architecture')}"
+                   for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"})
+    return {"model": model, "torch": torch.backends.cpu.get_cpu_capability(), "blas": blas}
 
 
 def record_path(path: str | os.PathLike) -> Path:

@@ -74,7 +74,10 @@ def test_finetune_cell_selects_on_validation_and_reports_each_seed():
 @pytest.mark.parametrize("model", ["lenet5_clean", "mlperf_resnet8"])  # a PyTorch original, a port
 def test_committed_pocket_finetune_table_matches_a_recomputed_cell(model):
     """Recompute one (model, target, seed) cell of the committed table with its seed: the
-    grid search picks the same learning rate and the accuracies are the same fractions."""
+    grid search picks the same learning rate and the accuracies are the same fractions, exactly
+    on a machine with the table's CPU arithmetic. On another (a different instruction set, e.g.
+    AVX2 against AVX-512) float32 kernels round differently and 100 steps of SGD turn that
+    into an image or two more or less correct: then the accuracies agree within 0.02."""
     from pedlib.study import Study
 
     study = Study.load(ROOT / "params" / "pocket.yaml", progress=False)
@@ -89,7 +92,13 @@ def test_committed_pocket_finetune_table_matches_a_recomputed_cell(model):
     row = table[(table.model == model) & (table.dataset == target) & (table.seed == 0)].iloc[0]
     again = study.finetune_one(model, target, seeds=[0]).iloc[0]
     assert (again.learning_rate, again.weight_decay) == (row.learning_rate, row.weight_decay)
-    assert again.val_accuracy == row.val_accuracy and again.test_accuracy == row.test_accuracy
+    made_on = (records.read_record(path) or {}).get("cpu") or {}
+    here = records.cpu_arithmetic()
+    if all(made_on.get(k) == here[k] for k in ("torch", "blas")):
+        assert again.val_accuracy == row.val_accuracy and again.test_accuracy == row.test_accuracy
+    else:
+        assert abs(again.val_accuracy - row.val_accuracy) <= 0.02, (again.val_accuracy, row.val_accuracy)
+        assert abs(again.test_accuracy - row.test_accuracy) <= 0.02, (again.test_accuracy, row.test_accuracy)
 
 
 @needs_assets

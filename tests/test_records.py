@@ -48,6 +48,11 @@ def test_record_carries_provenance(tmp_path):
     assert record["seed"] == 7 and record["params"] == {"metric": "logme"}
     assert {"numpy", "torch", "scikit-learn", "pedlib", "python"} <= set(record["versions"])
     assert "commit" in record["git"] and record["created"]
+    import torch
+
+    # the CPU arithmetic that decides float32 last bits: results are bit-stable per machine
+    assert record["cpu"]["torch"] == torch.backends.cpu.get_cpu_capability()
+    assert record["cpu"]["blas"] and all(":" in entry for entry in record["cpu"]["blas"])  # api:kernels
     assert pd.read_csv(path).x[0] == 0.1 + 0.2  # full precision
 
 
