@@ -13,6 +13,16 @@ export PEDLIB_ASSETS := $(if $(ASSETS),$(abspath $(ASSETS)),)
 # (torch aligns its buffers itself); see README "Speed".
 export MALLOC_MMAP_THRESHOLD_ ?= 1073741824
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
+# The same numbers on every x86-64 machine with AVX2: float32 kernels round differently per
+# instruction set (another machine's committed tables differed here by up to 0.13 in a weighted tau), so torch,
+# oneDNN, MKL and OpenBLAS are held to their AVX2 kernels. On a newer CPU, `make reproduce
+# ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=ALL` is faster and differs in the last bits.
+ifneq ($(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null),)
+export ATEN_CPU_CAPABILITY ?= avx2
+export ONEDNN_MAX_CPU_ISA ?= AVX2
+export MKL_CBWR ?= AVX2
+export OPENBLAS_CORETYPE ?= Haswell
+endif
 
 # `pedlib notebooks` runs notebooks headless (papermill) from the project root with the study's
 # name as parameter: params checked first, progress in this terminal, executed notebooks in
