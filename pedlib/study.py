@@ -59,6 +59,18 @@ def _call_worker(method: str, *args):
     return getattr(_WORKER, method)(*args)
 
 
+def _tie_saturated(group: pd.DataFrame) -> pd.DataFrame:
+    """One (dataset, method)'s scores with every *saturated* score (flagged by the score stage:
+    within ``SATURATION_RTOL`` of the metric's maximum) set to the largest of them, so that they
+    tie exactly. Saturated scores differ only by rounding, and by more than ``TIE_RTOL`` from one
+    CPU instruction set to another (H-score + PED of C - 1 = 9 on MNIST-5k); ranking by those
+    bits would make the evaluation depend on the machine."""
+    if "saturated" not in group or not group.saturated.astype(bool).any():
+        return group
+    flagged = group.saturated.astype(bool).to_numpy()
+    return group.assign(score=np.where(flagged, group.score[flagged].max(), group.score))
+
+
 def _evaluation_row(scores: dict, accuracies: dict, options: dict, interval: bool) -> dict:
     return evaluation.evaluation_row(scores, accuracies, interval=interval, **options)
 
@@ -650,7 +662,7 @@ class Study(FinetuneStage):
             for pool in self.params.pools:
                 members = set(self.pool(pool))
                 for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
-                    s = {r.model: r.score for r in group.itertuples()
+                    s = {r.model: r.score for r in _tie_saturated(group).itertuples()
                          if r.model in members and (r.model, dataset) in accuracy and np.isfinite(r.score)}
                     if len(s) < ev.min_models:
                         continue

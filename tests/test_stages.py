@@ -151,3 +151,22 @@ def test_weighted_tau_bars_draw_an_interval_that_excludes_its_estimate():
     fig = plots.wtau_bars(pd.DataFrame(rows), "finetune", "all")
     segments = [seg for ax in fig.axes for coll in ax.collections for seg in getattr(coll, "get_segments", list)()]
     assert any(np.allclose(sorted(seg[:, 1]), [0.1, 0.4]) for seg in segments)
+
+
+def test_saturated_scores_tie_exactly_whatever_their_last_bits():
+    """Scores the score stage flags as saturated (at the metric's maximum) are tied before
+    ranking, even when rounding put them further apart than TIE_RTOL; the others keep theirs."""
+    from pedlib.evaluate import TIE_RTOL, weighted_tau
+    from pedlib.study import _tie_saturated
+
+    scores = pd.DataFrame({"model": list("abcd"), "score": [9.0 - 3e-8, 9.0 + 2e-8, 7.5, 6.0],
+                           "saturated": [True, True, False, False]})
+    assert abs(scores.score[0] - scores.score[1]) > TIE_RTOL * 9  # not a tie by tolerance alone
+    tied = _tie_saturated(scores)
+    assert tied.score.tolist() == [9.0 + 2e-8, 9.0 + 2e-8, 7.5, 6.0]
+    assert scores.score[0] == 9.0 - 3e-8  # the input is not modified
+    accuracy = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
+    swapped = scores.assign(score=[9.0 + 2e-8, 9.0 - 3e-8, 7.5, 6.0])  # last bits the other way
+    taus = [weighted_tau(dict(zip(t.model, t.score)), accuracy) for t in (_tie_saturated(scores), _tie_saturated(swapped))]
+    assert taus[0] == taus[1]
+    assert _tie_saturated(scores.drop(columns="saturated")).equals(scores.drop(columns="saturated"))
