@@ -65,9 +65,9 @@ def _tie_saturated(group: pd.DataFrame) -> pd.DataFrame:
     tie exactly. Saturated scores differ only by rounding, and by more than ``TIE_RTOL`` from one
     CPU instruction set to another (H-score + PED of C - 1 = 9 on MNIST-5k); ranking by those
     bits would make the evaluation depend on the machine."""
-    if "saturated" not in group or not group.saturated.astype(bool).any():
+    flagged = group.saturated.astype(bool).to_numpy() if "saturated" in group else None
+    if flagged is None or not flagged.any():
         return group
-    flagged = group.saturated.astype(bool).to_numpy()
     return group.assign(score=np.where(flagged, group.score[flagged].max(), group.score))
 
 
@@ -657,12 +657,14 @@ class Study(FinetuneStage):
             return table
         labels, jobs, means = [], [], {}
         options = dict(n_boot=ev.bootstrap, level=ev.level, seed=self.params.seed)
+        groups = [(key, _tie_saturated(group))  # once, not once per ground truth and pool
+                  for key, group in scores.groupby(["dataset", "method"], sort=False)]
         for truth_name, truth in accuracies.items():
             accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
             for pool in self.params.pools:
                 members = set(self.pool(pool))
-                for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
-                    s = {r.model: r.score for r in _tie_saturated(group).itertuples()
+                for (dataset, method), group in groups:
+                    s = {r.model: r.score for r in group.itertuples()
                          if r.model in members and (r.model, dataset) in accuracy and np.isfinite(r.score)}
                     if len(s) < ev.min_models:
                         continue
