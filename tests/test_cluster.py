@@ -26,7 +26,7 @@ SWEEP = {
     "extract": {"batch_size": 16, "threads": 1},
     "groundtruth": {"finetune": {
         "protocol": "sweep", "learning_rates": [0.01], "weight_decays": [0.0, 0.0001],
-        "weight_decay_per_lr": False, "steps": 200, "batch_size": 8, "seeds": [0], "threads": 1,
+        "weight_decay_per_lr": False, "steps": 60, "batch_size": 8, "seeds": [0], "threads": 1,
         "checkpoint_every": 10, "augment": False,
         "slurm": {"partition": "gpu", "gpus_per_task": 0, "cpus_per_task": 1, "time_minutes": 10,
                   "mem_gb": 2, "array_parallelism": 3, "setup": ["echo setting up"]}}},
