@@ -167,8 +167,8 @@ def weighted_tau_batch(x, y, valid=None) -> np.ndarray:
                            for i in range(0, len(x), rows)]) if len(x) else np.empty(0)
 
 
-#: Pair entries per block of :func:`weighted_tau_batch` (about 32 MB per float temporary).
-_PAIR_BLOCK = 1 << 22
+#: Pair entries per block of :func:`weighted_tau_batch` (8 MB per float temporary).
+_PAIR_BLOCK = 1 << 20
 
 
 def _weighted_tau_block(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
