@@ -686,6 +686,12 @@ class Study(FinetuneStage):
                        *[c for c in table.columns if c.endswith("_recall")], "n_models"]
             mean = (table.groupby(["groundtruth", "pool", "method", "metric", "variant", "kind"], sort=False)
                     [numeric].mean().reset_index().assign(dataset="mean"))
+            # the interval of a mean covers the targets the mean averages: a target whose
+            # ranking is undefined (every score tied, e.g. saturated) is left out of both
+            undefined = {(lab["groundtruth"], lab["pool"], lab["method"], lab["dataset"])
+                         for lab, row in zip(labels, rows) if not np.isfinite(row["weighted_tau"])}
+            means = {group: {d: pair for d, pair in pairs.items() if (*group, d) not in undefined}
+                     for group, pairs in means.items()}
             intervals = self.workers().map(_mean_interval, [(pairs, options) for pairs in means.values()]
                                            if ev.bootstrap else [], desc="evaluate (means)",
                                            unit="rankings", show=self.progress)

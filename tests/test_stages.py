@@ -170,3 +170,30 @@ def test_saturated_scores_tie_exactly_whatever_their_last_bits():
     taus = [weighted_tau(dict(zip(t.model, t.score)), accuracy) for t in (_tie_saturated(scores), _tie_saturated(swapped))]
     assert taus[0] == taus[1]
     assert _tie_saturated(scores.drop(columns="saturated")).equals(scores.drop(columns="saturated"))
+
+
+def test_a_mean_and_its_interval_cover_the_same_targets(tmp_path, monkeypatch):
+    """On one target every model's score is saturated (all tied): its weighted tau is
+    undefined, the mean averages the other target, and the mean's interval must be that
+    target's too, not NaN because one target can never be ranked."""
+    from pedlib.evaluate import bootstrap_mean_ci
+
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    study = Study.load(_smoke_project(tmp_path, evaluation={**raw.get("evaluation", {}), "bootstrap": 200,
+                                                            "groundtruth": ["finetune"]}), progress=False)
+    models = study.models
+    accuracy = {"lfw": [0.99, 1.0, 0.97, 0.98, 0.96], "digits": [0.5, 0.9, 0.7, 0.6, 0.8]}
+    truth = pd.DataFrame([dict(model=m, dataset=d, accuracy=accuracy[d][i])
+                          for d in ("lfw", "digits") for i, m in enumerate(models)])
+    monkeypatch.setattr(Study, "accuracies", lambda self: {"finetune": truth})
+    score = {"lfw": [1.0] * 5, "digits": [0.2, 0.8, 0.9, 0.1, 0.5]}
+    scores = pd.DataFrame([dict(model=m, dataset=d, metric="sfda", variant="plain", method="sfda",
+                                score=score[d][i], saturated=d == "lfw")
+                           for d in ("lfw", "digits") for i, m in enumerate(models)])
+    table = study.evaluate(scores).set_index("dataset")
+    assert np.isnan(table.weighted_tau["lfw"])
+    assert table.weighted_tau["mean"] == table.weighted_tau["digits"]
+    digits = {"digits": (dict(zip(models, score["digits"])), dict(zip(models, accuracy["digits"])))}
+    expected = bootstrap_mean_ci(digits, n_boot=200, seed=study.params.seed)
+    assert (table.wtau_low["mean"], table.wtau_high["mean"]) == pytest.approx(expected)
+    assert np.isfinite(expected).all()
