@@ -242,11 +242,10 @@ def bootstrap_mean_ci(pairs: Mapping[str, tuple[Mapping[str, float], Mapping[str
         where = {name: i for i, name in enumerate(names)}
         picked = np.array([where.get(name, -1) for name in union])[draws]  # -1: a model it lacks
         present = picked >= 0
-        distinct = (np.where(present, picked, len(names)).min(axis=1)
-                    < np.where(present, picked, -1).max(axis=1))
+        # a resample with fewer than two distinct models of this target has no untied pair:
+        # weighted_tau_batch gives NaN there, which skips the resample below
         index = np.where(present, picked, 0)
-        tau = weighted_tau_batch(s[index], a[index], present)
-        taus.append(np.where(distinct, tau, np.nan))
+        taus.append(weighted_tau_batch(s[index], a[index], present))
     taus = np.stack(taus, axis=1)
     defined = np.isfinite(taus).all(axis=1)
     return _percentile_interval(taus[defined].mean(axis=1), level)
