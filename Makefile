@@ -47,7 +47,7 @@ $(BIN)/.installed: pyproject.toml
 test: setup  ## run the test suite
 	$(BIN)/python -m pytest -q
 
-bench: setup  ## print wall time and peak memory of every metric, with and without PED
+bench: setup  ## print PED's cost relative to LogME, then wall time and peak memory of every metric
 	$(BIN)/python benchmarks/bench_metrics.py
 
 lab: setup  ## start JupyterLab on the notebooks (open the URL it prints)

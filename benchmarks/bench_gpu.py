@@ -208,7 +208,7 @@ def main(argv=None):
     def row(what, measured, limit=None, unit="img/s"):
         share = f"{measured / limit:.0%}" if limit else ""
         rows.append(f"| {what} | {measured:,.1f} {unit} | {f'{limit:,.1f} {unit}' if limit else ''} | {share} |")
-        print(rows[-1], file=sys.stderr, flush=True)
+        print(f"measured: {what}: {measured:,.1f} {unit}", file=sys.stderr, flush=True)  # progress; the table comes once, at the end
 
     started = time.perf_counter()
     images = make_jpegs(root / "images", args.images, classes=4 if args.quick else 8)

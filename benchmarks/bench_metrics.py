@@ -3,6 +3,7 @@
     python benchmarks/bench_metrics.py                 # the full grid (long: see --budget)
     python benchmarks/bench_metrics.py --targets       # only N=50k, D=2048, C=100 (the speed targets)
     python benchmarks/bench_metrics.py --n 1000 --d 256 --c 10 --metrics logme sfda
+    python benchmarks/bench_metrics.py --ratios        # only PED's cost relative to LogME (two targets)
 
 Peak memory is the peak of numpy/Python allocations during the call (tracemalloc), shown
 as a multiple of the float64 feature matrix. Within a metric, configurations run from
@@ -57,6 +58,52 @@ def measure(function, repeat: int = 2):
     return value, best, peak
 
 
+def sensitivity_variants():
+    """The pocket study's PED set for one cell: the main setting and the 15 other settings of
+    the sensitivity grid (nsigma x time_step), all with one reference."""
+    variants = []
+    for nsigma in (0.3, 0.6, 1.0, 2.0):
+        for time_step in (0.05, 0.1, 0.2, 0.4):
+            main = (nsigma, time_step) == (0.6, 0.1)
+            name = "ped" if main else f"ped:nsigma={nsigma},time_step={time_step}"
+            variants.append((name, "source", dict(pedlib.ped.DEFAULTS, nsigma=nsigma, time_step=time_step)))
+    return variants
+
+
+def print_ratios(repeat: int) -> None:
+    """PED's cost relative to plain LogME, measured side by side in this process (best of
+    ``repeat``): one PED setting at N=50k, D=2048, C=100, and the pocket study's PED set
+    for one cell (main + 15 sensitivity settings, with the plain score) at N=20k, D=1024, C=50."""
+    from pedlib.scoring import score_features
+
+    def side_by_side(first, second):
+        """Best wall time of each over ``repeat`` alternating calls (the host's load drifts)."""
+        best = [float("inf"), float("inf")]
+        for _ in range(repeat):
+            for i, function in enumerate((first, second)):
+                start = time.perf_counter()
+                function()
+                best[i] = min(best[i], time.perf_counter() - start)
+        return best
+
+    print("| what | N | D | C | LogME (s) | with PED (s) | ratio | target |")
+    print("|---|---|---|---|---|---|---|---|")
+    x, y, g = make_features(50_000, 2048, 100)
+    plain, with_ped = side_by_side(lambda: pedlib.metrics.logme(x, y),
+                                   lambda: pedlib.score(x, y, "logme", ped=True, reference=g))
+    print(f"| LogME + PED vs LogME | 50000 | 2048 | 100 | {plain:.2f} | {with_ped:.2f} "
+          f"| {with_ped / plain:.2f}x | <= 1.05x |")
+    del x, y, g
+    x, y, g = make_features(20_000, 1024, 50)
+    variants = sensitivity_variants()
+    plain, settings = side_by_side(lambda: pedlib.metrics.logme(x, y),
+                                   lambda: score_features(x, y, ["logme"], {}, variants, {"source": g},
+                                                          sensitivity_metrics=["logme"]))
+    print(f"| LogME + main PED + 15 sensitivity settings vs LogME | 20000 | 1024 | 50 | {plain:.2f} "
+          f"| {settings:.2f} | {settings / plain:.2f}x | <= 4x |")
+    sys.stdout.flush()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=DEFAULT_N)
@@ -67,13 +114,21 @@ def main(argv=None) -> int:
                         help="skip a metric's larger configurations once one call exceeds this (s)")
     parser.add_argument("--repeat", type=int, default=2, help="best of this many calls")
     parser.add_argument("--targets", action="store_true", help="only N=50000, D=2048, C=100")
+    parser.add_argument("--ratios", action="store_true",
+                        help="only the ratios of PED's cost to plain LogME's, then stop")
+    parser.add_argument("--no-ratios", action="store_true", help="skip the ratios table")
     args = parser.parse_args(argv)
     if args.targets:
         args.n, args.d, args.c = [50_000], [2048], [100]
 
     print(f"# pedlib {pedlib.__version__} on {platform.machine()}, {os.cpu_count()} CPUs, "
           f"numpy {np.__version__}, python {platform.python_version()}")
-    print("| N | D | C | metric | time (s) | peak (x features) | PED+metric (s) | PED alone (s) "
+    if not args.no_ratios:
+        print_ratios(args.repeat)
+        if args.ratios:
+            return 0
+    print()
+    print("| N | D | C | metric | time (s) | peak (x features) | PED+metric (s) | PED decline (s) "
           "| PED peak (x features) | PED steps |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     over_budget: set[tuple[str, int, int]] = set()
@@ -84,6 +139,8 @@ def main(argv=None) -> int:
         x, y, g = make_features(n, d, c)
         matrix_bytes = x.nbytes
         moved, ped_seconds, ped_peak = measure(lambda: pedlib.ped.decline(x, y, g), args.repeat)
+        steps = moved.steps
+        del moved
         for name in args.metrics:
             if any(m == name and n >= on and d >= od for m, on, od in over_budget):
                 print(f"| {n} | {d} | {c} | {name} | skipped (> {args.budget:.0f} s at a smaller size) | | | | | |")
@@ -91,15 +148,15 @@ def main(argv=None) -> int:
             metric = pedlib.metrics.get(name)
             try:
                 _, seconds, peak = measure(lambda: metric(x, y), args.repeat)
-                _, moved_seconds, _ = measure(lambda: metric(moved.features, y), args.repeat)
+                _, ped_metric_seconds, _ = measure(lambda: pedlib.ped.score(x, y, name, g), args.repeat)
             except (ValueError, MemoryError) as error:
                 print(f"| {n} | {d} | {c} | {name} | failed: {error} | | | | | |")
                 continue
             if seconds > args.budget:
                 over_budget.add((name, n, d))
             print(f"| {n} | {d} | {c} | {name} | {seconds:.2f} | {peak / matrix_bytes:.2f} "
-                  f"| {ped_seconds + moved_seconds:.2f} | {ped_seconds:.2f} "
-                  f"| {ped_peak / matrix_bytes:.2f} | {moved.steps} |")
+                  f"| {ped_metric_seconds:.2f} | {ped_seconds:.2f} "
+                  f"| {ped_peak / matrix_bytes:.2f} | {steps} |")
             sys.stdout.flush()
     return 0
 

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import warnings
 
-from . import evaluate, metrics, ped, validation
+from . import evaluate, metrics, ped, statistics, validation
 
 __version__ = "0.1.0"
-__all__ = ["metrics", "ped", "evaluate", "validation", "score", "__version__"]
+__all__ = ["metrics", "ped", "evaluate", "validation", "statistics", "score", "__version__"]
+
+# Submodules with heavy dependencies (torch, pooch, matplotlib) load on first use:
+# ``pedlib.assets.resolve(...)`` works after a plain ``import pedlib``.
+_LAZY = ("assets", "data", "models", "features", "groundtruth", "study", "select", "plots", "records",
+         "scoring", "summary", "params", "cluster")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pedlib' has no attribute {name!r}")
 
 
 def score(features, labels, metric: str = "logme", ped: None | bool | dict = None,

@@ -181,6 +181,28 @@ def _fail(where: str, message: str):
     raise ParamsError(f"{where}: {message}")
 
 
+def _child(where: str, key: Any) -> str:
+    """``file: key.path``: the file once, then the keys joined by dots."""
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
+
+
+def _accepts(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the shape ``hint`` takes (a mapping for a section, a list for a
+    tuple, ...), so that a union reports the error of the one form the value was meant as."""
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return value is None
+    if dataclasses.is_dataclass(hint) or origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if origin is tuple:
+        return isinstance(value, (list, tuple))
+    if origin is Literal or hint is str:
+        return isinstance(value, str)
+    if hint in (int, float, bool):
+        return isinstance(value, (int, float, bool))
+    return True
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against the type ``hint`` and convert lists to tuples, dicts to dataclasses."""
     origin = typing.get_origin(hint)
@@ -190,12 +212,15 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:  # null means None, not a default-built section
             return None
+        meant = [option for option in args if _accepts(value, option)]
+        if len(meant) == 1:  # one form takes this kind of value: its error is the one to show
+            return _convert(value, meant[0], where)
         errors = []
-        for option in args:
+        for option in meant or args:
             try:
                 return _convert(value, option, where)
             except ParamsError as error:
-                errors.append(str(error).split(": ", 1)[-1])
+                errors.append(str(error).rsplit(": ", 1)[-1])
         _fail(where, f"{value!r} is none of the accepted forms ({'; '.join(errors)})")
     if hint is type(None):
         if value is not None:
@@ -220,7 +245,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict):
             _fail(where, f"expected a mapping, got {value!r}")
         key_type, value_type = args
-        return {str(k): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _convert(v, value_type, _child(where, k)) for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
             _fail(where, f"expected true or false, got {value!r}")
@@ -262,7 +287,7 @@ def _build(cls, value: Any, where: str):
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         _fail(where, f"missing required key {missing[0]!r}")
-    converted = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in value.items()}
+    converted = {k: _convert(v, hints[k], _child(where, k) if where else k) for k, v in value.items()}
     try:
         return cls(**converted)
     except (TypeError, ValueError) as error:

@@ -9,6 +9,7 @@ Energy", ICCV 2023.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,11 @@ import numpy as np
 import scipy.spatial.distance
 
 from . import metrics as _metrics
-from ._stats import add_class_offsets, class_means, class_weighted_scatter
+from .statistics import FeatureStatistics
 from .validation import check_features_labels, check_reference, readable
 
-__all__ = ["DeclineResult", "decline", "score", "DEFAULTS"]
+__all__ = ["DeclineResult", "Motion", "Standardization", "decline", "motion", "standardization",
+           "statistics", "score", "DEFAULTS"]
 
 #: PED's defaults, as in the paper's released evaluation code.
 DEFAULTS: dict[str, float] = dict(time_step=0.1, exit_ratio=0.5, nsigma=0.6, constant=1.0,
@@ -83,6 +85,103 @@ def repulsion_step(means: np.ndarray, radii: np.ndarray, *, time_step: float, ns
     return weights.sum(axis=1)[:, None] * means - weights @ means
 
 
+@dataclass(frozen=True)
+class Motion:
+    """How PED moves each class, without moving any sample (:func:`motion`).
+
+    Attributes
+    ----------
+    offsets : ndarray of shape (n_classes, n_features)
+        Each class's total displacement in the input's units: the moved features are
+        ``features + offsets[codes]``.
+    steps, changes, class_means, classes
+        As in :class:`DeclineResult`.
+    """
+
+    offsets: np.ndarray
+    steps: int
+    changes: tuple[float, ...]
+    class_means: np.ndarray
+    classes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """PED's standardisation: ``Z = (X - center) / max(spread, eps)``; from :func:`standardization`."""
+
+    center: np.ndarray
+    spread: np.ndarray
+
+
+def standardization(reference, n_features: int) -> Standardization:
+    """Mean and population std of a validated reference sample (compute once, reuse for every
+    PED setting that uses this reference)."""
+    reference = check_reference(reference, n_features)
+    return Standardization(reference.mean(axis=0), reference.std(axis=0))
+
+
+def _check_options(time_step, exit_ratio, nsigma, constant, max_steps, eps) -> dict:
+    options = dict(time_step=_positive("time_step", time_step),
+                   exit_ratio=_positive("exit_ratio", exit_ratio, allow_zero=True),
+                   nsigma=_positive("nsigma", nsigma, allow_zero=True),
+                   constant=_positive("constant", constant, allow_zero=True),
+                   eps=_positive("eps", eps))
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {readable(max_steps)}")
+    return dict(options, max_steps=int(max_steps))
+
+
+def statistics(features, labels, *, translations: int = 1) -> FeatureStatistics:
+    """Validate features and labels for PED (at least 2 samples per class) and wrap them in
+    the :class:`~pedlib.statistics.FeatureStatistics` that :func:`motion` and the metrics'
+    statistics paths share."""
+    data = check_features_labels(features, labels, min_per_class=2, requirement="PED")
+    return FeatureStatistics(data, translations=translations)
+
+
+def motion(statistics: FeatureStatistics, reference=None, *, time_step: float = 0.1,
+           exit_ratio: float = 0.5, nsigma: float = 0.6, constant: float = 1.0,
+           max_steps: int = 6, eps: float = 1e-3) -> Motion:
+    """PED's class motion from precomputed statistics (:func:`statistics`); see :func:`decline`.
+
+    ``reference`` is the reference sample, its :func:`standardization` (computed once for
+    many settings), or None (standardise with the features' own mean and std).
+
+    Costs O(N D) for the class radii (one pass) plus O(steps C^2 D); the samples are never
+    touched again.
+    """
+    options = _check_options(time_step, exit_ratio, nsigma, constant, max_steps, eps)
+    if min(statistics.counts) < 2:
+        raise ValueError("PED needs at least 2 samples per class to estimate a class radius")
+    if reference is None:
+        center, spread = statistics.column_mean_std
+    else:
+        if not isinstance(reference, Standardization):
+            reference = standardization(reference, statistics.n_features)
+        center, spread = reference.center, reference.spread
+    scale = np.maximum(spread, options["eps"])
+
+    radii = np.sqrt(statistics.class_scatter(scale**-2.0))  # first: one pass gives the class sums too
+    raw_means = statistics.class_means
+    means = (raw_means - center) / scale
+
+    total = np.zeros_like(means)
+    trajectory = [raw_means]
+    changes: list[float] = []
+    for step in range(options["max_steps"]):
+        move = repulsion_step(means, radii, time_step=options["time_step"], nsigma=options["nsigma"],
+                              constant=options["constant"])
+        change = float(np.abs(move).sum())
+        changes.append(change)
+        if change == 0.0 or (step > 0 and change / changes[0] <= options["exit_ratio"]):
+            break
+        means = means + move
+        total += move
+        trajectory.append(raw_means + total * scale)
+    return Motion(total * scale, len(trajectory) - 1, tuple(changes), np.stack(trajectory),
+                  statistics.data.classes)
+
+
 def decline(features, labels, reference=None, *, time_step: float = 0.1, exit_ratio: float = 0.5,
             nsigma: float = 0.6, constant: float = 1.0, max_steps: int = 6,
             eps: float = 1e-3) -> DeclineResult:
@@ -118,45 +217,17 @@ def decline(features, labels, reference=None, *, time_step: float = 0.1, exit_ra
     Notes
     -----
     Time O(N D + steps C^2 D), memory O(N D) for the output plus O(C^2 + C D): class statistics
-    are computed once, since every sample of a class moves by the same vector.
+    are computed once, since every sample of a class moves by the same vector. To score the
+    moved features without building them, use :func:`score` (or :func:`motion` with a
+    metric's statistics path).
     """
-    time_step = _positive("time_step", time_step)
-    exit_ratio = _positive("exit_ratio", exit_ratio, allow_zero=True)
-    nsigma = _positive("nsigma", nsigma, allow_zero=True)
-    constant = _positive("constant", constant, allow_zero=True)
-    eps = _positive("eps", eps)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {readable(max_steps)}")
-
-    data = check_features_labels(features, labels, min_per_class=2)
-    x = data.features
-    if reference is None:
-        center, spread = x.mean(axis=0), x.std(axis=0)
-    else:
-        reference = check_reference(reference, x.shape[1])
-        center, spread = reference.mean(axis=0), reference.std(axis=0)
-    scale = np.maximum(spread, eps)
-
-    raw_means = class_means(x, data.codes, data.counts)
-    radii = np.sqrt(class_weighted_scatter(x, data.codes, data.counts, raw_means, scale**-2.0))
-    means = (raw_means - center) / scale
-
-    total = np.zeros_like(means)
-    trajectory = [raw_means]
-    changes: list[float] = []
-    for step in range(int(max_steps)):
-        move = repulsion_step(means, radii, time_step=time_step, nsigma=nsigma, constant=constant)
-        change = float(np.abs(move).sum())
-        changes.append(change)
-        if change == 0.0 or (step > 0 and change / changes[0] <= exit_ratio):
-            break
-        means = means + move
-        total += move
-        trajectory.append(raw_means + total * scale)
-
-    steps = len(trajectory) - 1
-    moved = add_class_offsets(x, data.codes, total * scale) if steps else x.copy()
-    return DeclineResult(moved, steps, tuple(changes), np.stack(trajectory), data.classes)
+    stats = statistics(features, labels)
+    moved = motion(stats, reference, time_step=time_step, exit_ratio=exit_ratio, nsigma=nsigma,
+                   constant=constant, max_steps=max_steps, eps=eps)
+    features_moved = stats.translated(moved.offsets if moved.steps else None).features()
+    if features_moved is stats.features:
+        features_moved = features_moved.copy()
+    return DeclineResult(features_moved, moved.steps, moved.changes, moved.class_means, moved.classes)
 
 
 def score(features, labels, metric: str = "logme", reference=None, *,
@@ -188,5 +259,18 @@ def score(features, labels, metric: str = "logme", reference=None, *,
     unknown = set(ped_options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown PED option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
-    moved = decline(features, labels, reference, **ped_options).features
-    return entry.function(moved, labels, **(metric_options or {}))
+    if reference is None:
+        warnings.warn("PED without a reference sample standardises with the target's own mean and std, "
+                      "which is not the paper's setting (it uses the model's features on generic data, "
+                      "e.g. ImageNet val); pass reference=...", UserWarning, stacklevel=3)
+    stats = statistics(features, labels)
+    moved = motion(stats, reference, **ped_options)
+    return score_translation(entry, stats.translated(moved.offsets), labels, metric_options)
+
+
+def score_translation(entry, translation, labels, metric_options: dict | None = None) -> float:
+    """Score translated features with a registered metric: from the statistics when the metric
+    has a statistics path, else on the moved features."""
+    if entry.from_statistics is not None:
+        return entry.from_statistics(translation, **(metric_options or {}))
+    return entry.function(translation.features(), labels, **(metric_options or {}))

@@ -318,7 +318,8 @@ def study_figures(study) -> dict[str, Path]:
             _save_table(definition, out / f"logme_definition_{truth}", written, f"logme_definition_{truth}",
                         f"Does LogME's definition matter? Weighted tau against {name} (all models) of "
                         "`logme` (log-determinant over all D eigenvalues) and of the reference code's "
-                        "`logme_reference` (over the kept singular values only), their difference, and "
+                        "`logme_reference` (which, when N <= D, sums over the N singular values of the "
+                        "features and leaves out D - N eigenvalues), their difference, and "
                         "Kendall's tau between the two scores' rankings of the models.")
         accuracy = accuracies[truth].pivot_table(index="model", columns="dataset", values="accuracy", sort=False)
         _save_table(accuracy, out / f"groundtruth_{truth}", written, f"groundtruth_{truth}",

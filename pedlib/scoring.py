@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, ped
+from .statistics import FeatureStatistics
+from .validation import check_features_labels
 
 __all__ = ["method_name", "score_features", "MetricFailure"]
 
@@ -51,9 +53,9 @@ def score_features(features, labels, metric_names: Sequence[str], metric_options
     if on_error not in ("raise", "nan"):
         raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
 
-    def run(metric: str, values) -> float:
+    def run(metric: str, compute) -> float:
         try:
-            return metrics.get(metric)(values, labels, **metric_options.get(metric, {}))
+            return compute()
         except ValueError as error:
             if on_error == "raise":
                 raise
@@ -62,24 +64,46 @@ def score_features(features, labels, metric_names: Sequence[str], metric_options
 
     x = np.asarray(features, dtype=np.float64)
     shape = (len(np.unique(labels)), *x.shape)  # n_classes, n_samples, n_features
+    chosen = {variant: [m for m in metric_names
+                        if not variant.startswith("ped:nsigma") or m in sensitivity_metrics]
+              for variant, _, _ in variants}
+    # One set of statistics for the plain scores and every PED setting: the metrics with a
+    # statistics path (LogME, GBC) score each setting as an update of it (the Gram matrix is
+    # computed once for logme and logme_reference alike); the others get the moved features.
+    has_statistics = {m: metrics.info(m).from_statistics is not None for m in metric_names}
+    translations = sum(any(has_statistics[m] for m in names) for names in chosen.values())
+    started = time.perf_counter()
+    stats = FeatureStatistics(check_features_labels(x, labels), translations=max(translations, 1))
+    shared_seconds = time.perf_counter() - started
+
+    def score_one(metric: str, translation) -> float:
+        entry = metrics.info(metric)
+        return run(metric, lambda: ped.score_translation(entry, translation, labels,
+                                                         metric_options.get(metric, {})))
+
+    standardized = {mode: None if references[mode] is None
+                    else ped.standardization(references[mode], x.shape[1])
+                    for mode in {mode for _, mode, _ in variants}}
     rows = []
+    plain = stats.translated(None)
     for metric in metric_names:
         started = time.perf_counter()
-        value = run(metric, x)
+        value = score_one(metric, plain)
         rows.append(dict(metric=metric, variant="plain", reference="", nsigma=np.nan,
                          time_step=np.nan, ped_steps=0, score=value,
-                         seconds=time.perf_counter() - started))
+                         seconds=time.perf_counter() - started + shared_seconds))
+        shared_seconds = 0.0
     for variant, mode, options in variants:
         started = time.perf_counter()
-        moved = ped.decline(x, labels, references[mode], **options)
+        motion = ped.motion(stats, standardized[mode], **options)
+        translation = stats.translated(motion.offsets)
         ped_seconds = time.perf_counter() - started
-        chosen = [m for m in metric_names if not variant.startswith("ped:nsigma") or m in sensitivity_metrics]
-        for metric in chosen:
+        for metric in chosen[variant]:
             started = time.perf_counter()
-            value = run(metric, moved.features)
+            value = score_one(metric, translation)
             rows.append(dict(metric=metric, variant=variant, reference=mode,
                              nsigma=options["nsigma"], time_step=options["time_step"],
-                             ped_steps=moved.steps, score=value,
+                             ped_steps=motion.steps, score=value,
                              seconds=time.perf_counter() - started + ped_seconds))
     frame = pd.DataFrame(rows)
     frame.insert(2, "method", [method_name(m, v) for m, v in zip(frame.metric, frame.variant)])

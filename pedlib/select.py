@@ -191,9 +191,12 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
     for name in counter(models, desc="rank", unit="models", enabled=progress):
         started = time.perf_counter()
         x = target[name].astype(np.float64)
-        plain = metrics.get(metric)(x, labels)
-        moved = ped.decline(x, labels, references[name], **{**ped.DEFAULTS, **options})
-        with_ped = metrics.get(metric)(moved.features, labels)
+        # One set of statistics for both scores: LogME's Gram matrix is computed once.
+        statistics = ped.statistics(x, labels)
+        entry = metrics.info(metric)
+        plain = ped.score_translation(entry, statistics.translated(None), labels)
+        moved = ped.motion(statistics, references[name], **{**ped.DEFAULTS, **options})
+        with_ped = ped.score_translation(entry, statistics.translated(moved.offsets), labels)
         rows.append(dict(model=name, score=plain, score_ped=with_ped, ped_steps=moved.steps,
                          dim=x.shape[1], seconds=time.perf_counter() - started + extraction_seconds))
     table = pd.DataFrame(rows)

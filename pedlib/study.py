@@ -17,6 +17,7 @@ a fixed order, so every table is the same for any number of processes.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ __all__ = ["Study", "find_params", "method_name", "PORT_TARGETS"]
 
 log = logging.getLogger(__name__)
 
-_SCORE_CODE = ("metrics", "ped", "_stats", "validation", "scoring")
+_SCORE_CODE = ("metrics", "ped", "_stats", "statistics", "validation", "scoring")
 #: The targets the ports' agreement check draws its images from (the pocket targets).
 PORT_TARGETS = ("flowers12", "cifar10", "mnist5k", "digits", "lfw")
 
@@ -85,12 +86,16 @@ def find_params(study: str | os.PathLike) -> Path:
     path = Path(study)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
+    known: list[str] = []
     for folder in (Path.cwd(), *Path.cwd().parents):
         candidate = folder / "params" / f"{study}.yaml"
         if candidate.is_file():
             return candidate
-    raise ParamsError(f"no params/{study}.yaml in {Path.cwd()} or its parents; pass the path of "
-                      "the study's params file")
+        if not known and (folder / "params").is_dir():
+            known = sorted(p.stem for p in (folder / "params").glob("*.yaml"))
+    close = difflib.get_close_matches(str(study), known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else (f"; studies: {', '.join(known)}" if known else "")
+    raise ParamsError(f"no study {str(study)!r} (no params/{study}.yaml in {Path.cwd()} or its parents){hint}")
 
 
 class Study(FinetuneStage):

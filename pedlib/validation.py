@@ -99,7 +99,7 @@ def check_features(features: Any, name: str = "features") -> np.ndarray:
 
 
 def check_labels(labels: Any, n_samples: int, *, min_classes: int = 2,
-                 min_per_class: int = 1, name: str = "labels"):
+                 min_per_class: int = 1, name: str = "labels", requirement: str = "this score"):
     """Validate class labels and recode them to ``0 .. n_classes - 1``.
 
     Labels may be strings, integers (any values, not necessarily contiguous) or floats
@@ -144,17 +144,18 @@ def check_labels(labels: Any, n_samples: int, *, min_classes: int = 2,
         shown = ", ".join(f"{readable(classes[i])} ({counts[i]})" for i in np.flatnonzero(small)[:5])
         raise ValueError(
             f"{int(small.sum())} class(es) of {name} have fewer than {min_per_class} samples: {shown}; "
-            f"this score needs at least {min_per_class} samples per class to estimate its spread"
+            f"{requirement} needs at least {min_per_class} samples per class to estimate its spread"
         )
     return codes.astype(np.int64).reshape(-1), classes, counts.astype(np.int64)
 
 
 def check_features_labels(features: Any, labels: Any, *, min_classes: int = 2,
-                          min_per_class: int = 1) -> LabelledFeatures:
-    """Validate features and labels together (see :func:`check_features`, :func:`check_labels`)."""
+                          min_per_class: int = 1, requirement: str = "this score") -> LabelledFeatures:
+    """Validate features and labels together (see :func:`check_features`, :func:`check_labels`);
+    ``requirement`` names who needs ``min_per_class`` in the error (e.g. ``"PED"``)."""
     array = check_features(features)
     codes, classes, counts = check_labels(labels, array.shape[0], min_classes=min_classes,
-                                          min_per_class=min_per_class)
+                                          min_per_class=min_per_class, requirement=requirement)
     return LabelledFeatures(array, codes, classes, counts)
 
 

@@ -101,3 +101,12 @@ def test_folder_asset_downloads_as_repository_archive_and_checks_tree_hash(tmp_p
 
     path = assets.resolve(name, mirror=tmp_path / "empty", cache=tmp_path / "cache", downloader=serve_archive)
     assert assets.tree_sha256(path) == assets.manifest()[name].sha256
+
+
+def test_import_pedlib_gives_its_submodules():
+    import subprocess
+    import sys
+
+    code = "import pedlib; pedlib.assets.resolve; pedlib.study.Study; pedlib.select.rank_models"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

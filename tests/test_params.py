@@ -78,3 +78,23 @@ def test_a_datasets_own_root_is_accepted_but_the_studys_root_is_not():
     assert params.datasets["mine"].root == "photos"
     with pytest.raises(ParamsError, match="unknown key 'root'"):
         parse_params({"study": "x", "root": "/elsewhere", "datasets": {"digits": {}}})
+
+
+def test_a_misspelt_study_name_gets_a_did_you_mean(monkeypatch):
+    from pedlib.study import find_params
+
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ParamsError, match=r"no study 'pockett'.*did you mean 'pocket'\?"):
+        find_params("pockett")
+
+
+def test_a_nested_typo_names_the_file_once_then_the_key_path_without_type_noise(tmp_path):
+    raw = yaml.safe_load((ROOT / "params" / "pocket.yaml").read_text())
+    raw["sensitivity"]["nsigam"] = raw["sensitivity"].pop("nsigma")
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: sensitivity: unknown key 'nsigam'; did you mean 'nsigma'?")
+    assert "accepted forms" not in message and "expected null" not in message and "\n" not in message

@@ -105,3 +105,15 @@ def test_make_lab_starts_headless_and_prints_its_url_even_as_root():
         process.wait(timeout=30)
     assert url, "".join(seen[-20:])
     assert "Running as root is not recommended" not in "".join(seen)
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken

@@ -24,6 +24,11 @@ class MetricInfo:
     kind : "metric" or "baseline"
         Baselines are simple heuristics (k-NN accuracy, feature dimension) that every
         transferability metric should beat; they are scored and evaluated like metrics.
+    from_statistics : callable ``(statistics, **options) -> float``, optional
+        The same score from a :class:`pedlib.statistics.FeatureStatistics` or one of its
+        translations, for metrics that see the features only through class statistics
+        (LogME: Gram matrix, class sums, counts; GBC: class means and variances). PED then
+        scores each of its settings without materialising the moved features.
     requires : callable ``(n_samples, class_counts, n_features, **options) -> str | None``, optional
         What the metric needs of a feature set beyond 2 classes: returns the problem (e.g.
         "N-LEEP needs 60 samples for its 60 mixture components, got 40") or None. The score
@@ -40,6 +45,7 @@ class MetricInfo:
     kind: Literal["metric", "baseline"] = "metric"
     maximum: Callable[[int, int, int], float] | None = None
     requires: Callable[..., str | None] | None = None
+    from_statistics: Callable[..., float] | None = None
 
     def problem(self, n_samples: int, class_counts, n_features: int, **options) -> str | None:
         """Why the metric cannot score a feature set of this size, or None if it can."""
@@ -70,7 +76,8 @@ SATURATION_RTOL = 1e-6
 def register(name: str | None = None, *, input: InputKind = "features",
              kind: Literal["metric", "baseline"] = "metric",
              maximum: Callable[[int, int, int], float] | None = None,
-             requires: Callable[..., str | None] | None = None):
+             requires: Callable[..., str | None] | None = None,
+             from_statistics: Callable[..., float] | None = None):
     """Decorator that registers a transferability metric under ``name``.
 
     The function takes ``(features, labels, **options)`` and returns a float where higher
@@ -94,7 +101,7 @@ def register(name: str | None = None, *, input: InputKind = "features",
         key = (name or function.__name__).lower()
         if key in _REGISTRY and _REGISTRY[key].function is not function:
             raise ValueError(f"a metric named {key!r} is already registered")
-        _REGISTRY[key] = MetricInfo(key, function, input, kind, maximum, requires)
+        _REGISTRY[key] = MetricInfo(key, function, input, kind, maximum, requires, from_statistics)
         return function
 
     return decorator

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.spatial.distance
 
-from .._stats import class_means, class_variances, row_blocks
+from .._stats import row_blocks
+from ..statistics import FeatureStatistics
 from ..validation import check_features_labels
 from ._registry import register, two_per_class
 
@@ -41,7 +42,19 @@ def bhattacharyya_distances(means: np.ndarray, variances: np.ndarray,
     raise ValueError(f"gaussian_type must be 'spherical' or 'diagonal', got {gaussian_type!r}")
 
 
-@register("gbc", requires=two_per_class)
+def _gbc_from_statistics(statistics, gaussian_type: str = "spherical") -> float:
+    """GBC from class means and variances (a translation moves the means only)."""
+    if gaussian_type not in ("spherical", "diagonal"):
+        raise ValueError(f"gaussian_type must be 'spherical' or 'diagonal', got {gaussian_type!r}")
+    if min(statistics.base.counts) < 2:
+        raise ValueError("GBC needs at least 2 samples per class to estimate its spread")
+    variances = np.maximum(statistics.class_variances, _VARIANCE_FLOOR)
+    coefficients = np.exp(-bhattacharyya_distances(statistics.class_means, variances, gaussian_type))
+    np.fill_diagonal(coefficients, 0.0)
+    return float(-coefficients.sum())
+
+
+@register("gbc", requires=two_per_class, from_statistics=_gbc_from_statistics)
 def gbc(features, labels, gaussian_type: str = "spherical") -> float:
     r"""GBC: minus the summed Bhattacharyya coefficients between all pairs of class Gaussians.
 
@@ -74,10 +87,5 @@ def gbc(features, labels, gaussian_type: str = "spherical") -> float:
     """
     if gaussian_type not in ("spherical", "diagonal"):
         raise ValueError(f"gaussian_type must be 'spherical' or 'diagonal', got {gaussian_type!r}")
-    data = check_features_labels(features, labels, min_per_class=2)
-    means = class_means(data.features, data.codes, data.counts)
-    variances = np.maximum(class_variances(data.features, data.codes, data.counts, means),
-                           _VARIANCE_FLOOR)
-    coefficients = np.exp(-bhattacharyya_distances(means, variances, gaussian_type))
-    np.fill_diagonal(coefficients, 0.0)
-    return float(-coefficients.sum())
+    data = check_features_labels(features, labels, min_per_class=2, requirement="GBC")
+    return _gbc_from_statistics(FeatureStatistics(data).translated(None), gaussian_type)
