@@ -61,7 +61,7 @@ report: setup  ## one self-contained HTML of the executed notebooks: results/STU
 	@$(BIN)/python -m pedlib report $(STUDY)
 
 groundtruth: setup  ## stage 01: linear probe + fine-tuning table (committed table when it matches)
-	@$(RUN_NB) 01_finetune
+	@$(RUN_NB) 01_groundtruth
 
 # One job per (model, dataset) or, for the paper studies' sweep, per (model, dataset, grid
 # point) plus final retrains; finished jobs are skipped. `make -j4 finetune` runs 4 at once.

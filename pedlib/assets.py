@@ -137,6 +137,25 @@ def default_cache() -> Path:
 
 
 def _download(asset: Asset, cache: Path, downloader: Callable | None) -> Path:
+    """Fetch ``asset`` into ``cache``. Quiet until data flows (pooch's "Downloading ..." line is
+    silenced; its progress bar shows a transfer); on failure, the folders it made are removed."""
+    created = [folder for folder in (cache, cache / Path(asset.name).parent, cache / "_archives")
+               if not folder.exists()]
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        return _fetch(asset, cache, downloader)
+    except BaseException:
+        for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    finally:
+        logger.setLevel(level)
+
+
+def _fetch(asset: Asset, cache: Path, downloader: Callable | None) -> Path:
     url = asset.url
     target = cache / asset.name
     tree = _GITHUB_TREE.match(url)

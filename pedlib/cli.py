@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -21,10 +22,15 @@ ranking.csv, ranking.json and ranking.png.
 
 Default: --metric {RECOMMENDED['metric']}, ranked {'with' if RECOMMENDED['ped'] else 'without'} PED
 (both columns are always shown). Evidence: on the pocket study (17 models, 5 targets,
-figures/pocket/wtau_linear_probe_all.md) this combination has the best mean weighted
-Kendall's tau against the linear probe; see the README's results section.
+figures/pocket/wtau_{{finetune,linear_probe}}_all.md) plain LogME has the best mean weighted
+Kendall's tau against both fine-tuning and the linear probe, and PED lowers it; see the
+README's results section.
 
-Models: pocket zoo names (pedlib.models.list_models()), torchvision names (resnet50),
+--reference DIR: generic images (ImageFolder or CSV; labels unused), ideally from the models'
+pretraining distribution; PED standardises each model's features with them. Without it, PED
+uses the target's own statistics (not the paper's setting).
+
+Models: pocket zoo names (`pedlib models` lists them), torchvision names (resnet50),
 timm:<name>, or <architecture>=<checkpoint.pth>.
 """
 
@@ -41,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="rank by the score with PED" + (" (default)" if RECOMMENDED["ped"] else ""))
     rank.add_argument("--no-ped", dest="ped", action="store_false",
                       help="rank by the plain score" + ("" if RECOMMENDED["ped"] else " (default)"))
-    rank.add_argument("--reference", metavar="DIR", help="generic images for PED's standardisation")
+    rank.add_argument("--reference", metavar="DIR",
+                      help="generic images (ImageFolder or CSV, labels unused) for PED's standardisation")
     rank.add_argument("--max-per-class", type=int, metavar="N", help="use at most N images per class")
     rank.add_argument("--out", default="ranking", metavar="DIR", help="output folder (default: %(default)s)")
     rank.add_argument("--batch-size", type=int, default=64)
@@ -50,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="processes decoding images (default: one per core beyond the first, at most 8)")
     rank.add_argument("--seed", type=int, default=0)
     rank.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("models", help="list the model zoos and their names",
+                   description="List the model zoos (pedlib.models.zoos()) and each zoo's model names. "
+                   "`pedlib rank` also takes torchvision names, timm:<name> and <arch>=<checkpoint.pth>.")
 
     finetune = sub.add_parser("finetune", help="run a study's fine-tuning jobs",
                               description=FINETUNE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                                description=NOTEBOOKS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     notebooks.add_argument("study", help="study name (params/<study>.yaml) or params file")
     notebooks.add_argument("names", nargs="*", metavar="NOTEBOOK",
-                           help="notebooks to run (default: 01_finetune ... 05_figures)")
+                           help="notebooks to run (default: 01_groundtruth ... 05_figures)")
     report = sub.add_parser("report", help="join a study's executed notebooks into one HTML file")
     report.add_argument("study", help="study name (params/<study>.yaml) or params file")
     report.add_argument("--out", metavar="FILE", help="output file (default results/<study>/report.html)")
@@ -109,10 +120,13 @@ def _finetune(args) -> int:
 
     study = Study.load(args.study, progress=not args.quiet)
     if args.list:
-        pending = {job.id for job in study.pending_finetune_jobs()}
-        for job in study.finetune_jobs():
-            print(f"{'pending' if job.id in pending else 'done   '}  {job.id}")
-        print(f"{len(pending)} of {len(study.finetune_jobs())} jobs pending")
+        status, note = study.finetune_status()
+        for state, job in status:
+            print(f"{state:<8}  {job.id}")
+        counts = {state: sum(s == state for s, _ in status) for state in dict.fromkeys(s for s, _ in status)}
+        print(f"{len(status)} jobs: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        if note:
+            print(note)
     elif args.makefile:
         pending, total = study.finetune_makefile(args.makefile)
         print(f"{args.makefile}: {pending} of {total} jobs pending")
@@ -173,11 +187,71 @@ def _notebooks(args) -> int:
     return 0
 
 
+class _MessageFormatter(logging.Formatter):
+    """``pedlib: warning: ...``: one style for every message pedlib prints."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"pedlib: {record.levelname.lower()}: {record.getMessage()}"
+
+
+class _OwnLineHandler(logging.StreamHandler):
+    """Writes each message on a line of its own, also while a progress bar is drawn."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _say_warning(message) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"pedlib: warning: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _one_message_style():
+    """Log records and Python warnings in one style, each on its own line, for the command's
+    duration; third-party INFO chatter (pooch, TensorFlow Lite) stays below WARNING."""
+    handler = _OwnLineHandler()
+    handler.setFormatter(_MessageFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, warnings.showwarning
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    warnings.showwarning = lambda message, category, *rest, **kw: _say_warning(message)
+    try:
+        yield
+    finally:
+        root.handlers[:], level, warnings.showwarning = saved
+        root.setLevel(level)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    saved = os.environ.get("TQDM_DISABLE")
     if getattr(args, "quiet", False):
         os.environ["TQDM_DISABLE"] = "1"  # also silences the image-decoding bars
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        with _one_message_style():
+            return _main(args)
+    finally:  # a caller in this process (a test, a notebook) keeps its own setting
+        if saved is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved
+
+
+def _main(args) -> int:
+    if args.command == "models":
+        from . import models
+
+        for zoo in models.zoos():
+            print(f"{zoo}: {' '.join(models.list_models(zoo=zoo))}")
+        return 0
     if args.command in ("notebooks", "report"):
         return _notebooks(args)
     if args.command == "finetune":
@@ -204,11 +278,14 @@ def main(argv=None) -> int:
                                         seed=args.seed, progress=not args.quiet,
                                         rank_by_ped=args.ped, workers=args.workers)
         for warning in caught:
-            print(f"warning: {warning.message}", file=sys.stderr)
+            _say_warning(warning.message)
     except (FileNotFoundError, KeyError, ValueError, WeightsUnavailable) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"pedlib rank: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # features done so far are saved (see extract_shared)
+        print(f"pedlib rank: {interrupt or 'interrupted; rerun to resume'}", file=sys.stderr)
+        return 130
     table = result.table.copy()  # already in rank order
     table.insert(0, "#", range(1, len(table) + 1))
     skipped = len(result.source.skipped)

@@ -8,6 +8,7 @@ the extraction code, so a file is reused exactly when it would be recomputed ide
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from . import records
 from .data import ImageSource
 from .models import Backbone, ModelSpec, weights_id
 
-__all__ = ["feature_key", "cached_features", "extract_shared"]
+__all__ = ["feature_key", "cached_features", "extract_shared", "ExtractionInterrupted", "CHECKPOINT_SECONDS"]
 
 
 #: The code a feature file depends on, by runtime (editing other modules keeps caches valid).
@@ -60,7 +61,7 @@ def cached_features(path: str | Path, spec: ModelSpec, source: ImageSource, indi
 
 
 def _save(path, spec: ModelSpec, source: ImageSource, indices, features: np.ndarray, params,
-          seconds: float) -> dict:
+          seconds: float, resumed_from: int = 0) -> dict:
     """Write a feature file and its record (the key is computed after loading the model,
     which may have fetched the weights it names)."""
     arrays = dict(features=features, labels=source.labels[indices], indices=np.asarray(indices))
@@ -68,21 +69,66 @@ def _save(path, spec: ModelSpec, source: ImageSource, indices, features: np.ndar
     records.write_record(path, feature_key(spec, source, indices), params=params, inputs={
         "model": spec.name, "weights": spec.asset or spec.weights, "weights_id": weights_id(spec),
         "dataset": source.name, "dataset_content": source.content_id, "n_images": int(len(indices)),
-        "classes": list(source.classes)}, extra={"seconds": seconds, "shape": list(features.shape)})
+        "classes": list(source.classes)}, extra={"seconds": seconds, "shape": list(features.shape),
+                                                **({"resumed_from": resumed_from} if resumed_from else {})})
     return arrays
 
 
+class ExtractionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`extract_shared`: what was done is saved; the message says how much."""
+
+
+#: How often a running extraction saves what it has (seconds; ``PEDLIB_CHECKPOINT_SECONDS``
+#: overrides it): at most this much is lost when the process is killed; Ctrl-C saves all.
+CHECKPOINT_SECONDS = 30.0
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".partial.npz")
+
+
+def _resume_point(jobs, key_of, batch_size: int) -> tuple[int, list[list[np.ndarray]]]:
+    """How many images every job has in its partial file (the least of them, whole batches)
+    and those features, per job; 0 when any job has none that matches its key."""
+    saved = []
+    for path, backbone in jobs:
+        partial = _partial_path(Path(path))
+        record = records.read_record(partial) or {}
+        if not partial.exists() or record.get("key") != key_of(backbone):
+            return 0, [[] for _ in jobs]
+        saved.append(records.load_npz(partial)["features"])
+    done = min(len(f) for f in saved)
+    done -= done % batch_size  # resume on a batch boundary: the batches stay the same as unbroken
+    return done, [[f[:done]] if done else [] for f in saved]
+
+
+def _save_partial(jobs, chunks, key_of, done: int) -> None:
+    for (path, backbone), chunk in zip(jobs, chunks):
+        if chunk:
+            partial = _partial_path(Path(path))
+            records.save_npz(partial, features=np.concatenate(chunk))
+            records.write_record(partial, key_of(backbone), extra={"images": done})
+
+
 def extract_shared(jobs: Sequence[tuple[str | Path, Backbone]], source: ImageSource, indices: np.ndarray,
-                   batches: Iterable, *, batch_size: int = 64, progress: bool = True,
-                   params=None) -> list[dict]:
-    """Features of several models from one pass over ``batches`` (decode once, feed every
+                   batches: Callable[[np.ndarray], Iterable], *, batch_size: int = 64,
+                   progress: bool = True, params=None,
+                   checkpoint_seconds: float | None = None) -> list[dict]:
+    """Features of several models from one pass over the images (decode once, feed every
     model), each saved to its own path with its own record, as :func:`cached_features` does.
+
+    The pass is resumable: every ``checkpoint_seconds`` (default :data:`CHECKPOINT_SECONDS`)
+    and on Ctrl-C, the features done so far are saved next to each path
+    (``<path>.partial.npz``, keyed like the final file); a later call with the same jobs
+    starts after them, on the same batch boundaries, so the result is the one an unbroken
+    pass gives. Ctrl-C raises :class:`ExtractionInterrupted` after saving.
 
     Parameters
     ----------
     jobs : list of (path, backbone)
-    batches : iterable of uint8 (n, H, W, C) batches of ``source[indices]``, in order
-        (arrays, or tensors already on the models' device).
+    batches : callable
+        ``batches(indices)`` gives uint8 (n, H, W, C) batches of ``source[indices]`` in chunks
+        of ``batch_size``, in order (arrays, or tensors already on the models' device).
 
     Returns
     -------
@@ -90,18 +136,47 @@ def extract_shared(jobs: Sequence[tuple[str | Path, Backbone]], source: ImageSou
     """
     from .progress import progress as counter
 
-    started = time.perf_counter()
-    chunks: list[list[np.ndarray]] = [[] for _ in jobs]
+    indices = np.asarray(indices)
+
+    keys: dict[str, str] = {}
+
+    def key_of(backbone):
+        if backbone.spec.name not in keys:
+            keys[backbone.spec.name] = feature_key(backbone.spec, source, indices)
+        return keys[backbone.spec.name]
+
+    done, chunks = _resume_point(jobs, key_of, batch_size)
+    if checkpoint_seconds is None:
+        checkpoint_seconds = float(os.environ.get("PEDLIB_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
+    resumed_from = done
+    started = last_save = time.perf_counter()
     bar = counter(total=len(indices), desc=f"{source.name}: {len(jobs)} models", unit="img",
                   enabled=progress, leave=False)
-    for images in batches:
-        for chunk, (_, backbone) in zip(chunks, jobs):
-            chunk.append(backbone.features_of(images))
-        bar.update(len(images))
-    bar.close()
+    bar.update(done)
+    try:
+        for images in batches(indices[done:]) if done < len(indices) else ():
+            computed = [backbone.features_of(images) for _, backbone in jobs]
+            for chunk, features in zip(chunks, computed):  # all models or none: counts stay equal
+                chunk.append(features)
+            done += len(images)
+            bar.update(len(images))
+            if time.perf_counter() - last_save >= checkpoint_seconds and done < len(indices):
+                _save_partial(jobs, chunks, key_of, done)
+                last_save = time.perf_counter()
+    except KeyboardInterrupt:
+        done = min(sum(len(part) for part in chunk) for chunk in chunks)  # the interrupt may split a batch
+        _save_partial(jobs, chunks, key_of, done)
+        names = ", ".join(backbone.spec.name for _, backbone in jobs)
+        raise ExtractionInterrupted(f"interrupted after {done}/{len(indices)} images of {source.name} "
+                                    f"for {names}; rerun to resume") from None
+    finally:
+        bar.close()
     seconds = (time.perf_counter() - started) / max(len(jobs), 1)
     out = []
     for chunk, (path, backbone) in zip(chunks, jobs):
         features = backbone.finish(chunk)
-        out.append(_save(path, backbone.spec, source, indices, features, params, seconds))
+        out.append(_save(path, backbone.spec, source, indices, features, params, seconds,
+                         resumed_from=resumed_from))
+        for leftover in (_partial_path(Path(path)), records.record_path(_partial_path(Path(path)))):
+            leftover.unlink(missing_ok=True)
     return out

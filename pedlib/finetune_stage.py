@@ -279,6 +279,24 @@ class FinetuneStage:
                     seconds=time.perf_counter() - started)
 
     # ------------------------------------------------------------------ running
+    def finetune_status(self) -> tuple[list[tuple[str, FinetuneJob]], str | None]:
+        """(state, job) of every job, and a note, without running anything and without the
+        data where it is missing: states are ``done``, ``pending``, ``in table`` (a committed
+        table that matches the study holds the cell) and, when the data is not here,
+        ``present`` (its result file exists; its key cannot be checked without the data)."""
+        jobs = self.finetune_jobs()
+        path = self.finetune_table_path()
+        try:
+            if self.finetune_protocol == "cell" and records.is_fresh(path, self._cell_key()):
+                return ([("in table", job) for job in jobs],
+                        f"{path} matches this study and holds every cell: the stages use it as it "
+                        f"is; `make finetune STUDY={self.params.study}` recomputes the cells one by one")
+            pending = {job.id for job in self.pending_finetune_jobs()}
+        except OSError as error:  # FileNotFoundError: the data of a paper study is not on this machine
+            return ([("present" if job.path.exists() else "pending", job) for job in jobs],
+                    f"the data is not here, so results are not checked against it: {error}")
+        return [("pending" if job.id in pending else "done", job) for job in jobs], None
+
     def pending_finetune_jobs(self) -> list[FinetuneJob]:
         """Jobs whose result is missing or stale, or that need such a job."""
         pending: dict[str, FinetuneJob] = {}

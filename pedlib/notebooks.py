@@ -29,7 +29,7 @@ from pathlib import Path
 __all__ = ["PIPELINE", "NotebookFailed", "run_notebooks", "write_report", "project_root"]
 
 #: The pipeline notebooks, in order.
-PIPELINE = ("01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures")
+PIPELINE = ("01_groundtruth", "02_extract", "03_score", "04_evaluate", "05_figures")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -149,6 +149,10 @@ def run_notebooks(study: str, names=PIPELINE, *, notebooks: Path | None = None,
             stream.flush()
             times[name] = _run_one(name, study, root, source_dir, out_dir, log_dir, dict(parameters or {}))
             stream.write(f"==> {name} done in {format_seconds(times[name])}\n")
+            stream.flush()
+        if len(times) > 1:
+            each = ", ".join(f"{n} {format_seconds(t)}" for n, t in times.items())
+            stream.write(f"==> {len(times)} notebooks in {format_seconds(sum(times.values()))} ({each})\n")
             stream.flush()
     finally:
         if saved is None:

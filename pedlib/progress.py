@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Iterable, Iterator, TextIO
 
-__all__ = ["progress", "mode", "LineProgress", "format_seconds"]
+__all__ = ["progress", "mode", "LineProgress", "format_seconds", "notice"]
 
 
 def mode() -> str:
@@ -63,14 +63,18 @@ class LineProgress:
         self.postfix = ""
         self.started = time.perf_counter()
         self._last_write = -float("inf")
+        self._first: tuple[int, float] | None = None  # (n, time) of the first update
         self._closed = False
 
     def _line(self) -> str:
         elapsed = time.perf_counter() - self.started
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         parts = [f"[{self.desc}] {done} {self.unit}", f"{format_seconds(elapsed)} elapsed"]
-        if self.total and 0 < self.n < self.total:
-            parts.append(f"ETA {format_seconds(elapsed / self.n * (self.total - self.n))}")
+        if self.total and self._first is not None and self._first[0] < self.n < self.total:
+            # the rate from the first update on: the time before it is start-up (worker
+            # processes, a model's first load), not work, and would make the first ETA absurd
+            since, done = time.perf_counter() - self._first[1], self.n - self._first[0]
+            parts.append(f"ETA {format_seconds(since / done * (self.total - self.n))}")
         if self.postfix:
             parts.append(self.postfix)
         return " | ".join(parts)
@@ -87,6 +91,8 @@ class LineProgress:
 
     def update(self, n: int = 1):
         self.n += n
+        if self._first is None:
+            self._first = (self.n, time.perf_counter())
         self._write(force=self.total is not None and self.n >= self.total)
 
     def set_postfix_str(self, text: str, refresh: bool = True):
@@ -147,3 +153,15 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     if chosen == "terminal":
         return LineProgress(iterable, total=total, desc=desc, unit=unit, summary=sys.stdout)
     return _Silent(iterable, total=total, desc=desc, unit=unit)
+
+
+def notice(message: str) -> None:
+    """A warning for the person at the terminal of ``make reproduce``: in ``terminal`` mode one
+    ``pedlib: warning: ...`` line there (the kernel's own stderr goes to the notebook)."""
+    if mode() == "terminal":
+        stream = sys.__stderr__ or sys.stderr
+        try:
+            stream.write(f"pedlib: warning: {message}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass

@@ -177,7 +177,8 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
                  if not records.is_fresh(paths[name], feature_key(backbones[name].spec, src, idx))]
         if stale:
             extract_shared([(paths[name], backbones[name]) for name in stale], src, idx,
-                           decoded_batches(src, chunk(idx, batch_size), device=device, workers=workers),
+                           lambda rest: decoded_batches(src, chunk(rest, batch_size), device=device,
+                                                        workers=workers),
                            batch_size=batch_size, progress=progress)
         return {name: records.load_npz(paths[name])["features"] for name in models}
 

@@ -37,7 +37,7 @@ from .finetune_stage import FinetuneStage
 from .groundtruth import linear_probe
 from .parallel import WorkerPool
 from .params import ParamsError, StudyParams, load_params
-from .progress import progress
+from .progress import notice, progress
 from .scoring import MetricFailure, method_name, score_features
 
 __all__ = ["Study", "find_params", "method_name", "PORT_TARGETS"]
@@ -353,7 +353,7 @@ class Study(FinetuneStage):
         started = time.perf_counter()
         with self._extraction_threads():
             extract_shared([(self.feature_path(m, dataset, part), self._create_backbone(m)) for m in models_],
-                           source, indices, self._batches(dataset, indices),
+                           source, indices, lambda rest: self._batches(dataset, rest),
                            batch_size=self.params.extract.batch_size, progress=self.progress,
                            params=self._record_params())
         return (time.perf_counter() - started) / len(models_)
@@ -383,7 +383,12 @@ class Study(FinetuneStage):
         rows = []
         for name in progress(names, desc="port check", unit="models", enabled=self.progress):
             batch = np.concatenate([resize_for(name, x) for x in images])
-            rows.append(assess(check_port(name, batch, mirror=self.mirror), mirror=self.mirror))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                rows.append(assess(check_port(name, batch, mirror=self.mirror), mirror=self.mirror))
+            for warning in caught:  # shown in the notebook and, as one line, in the terminal
+                warnings.warn(str(warning.message), warning.category, stacklevel=2)
+                notice(str(warning.message))
         table = pd.DataFrame(rows)
         records.write_csv(table, path)
         records.write_record(path, key, params=self._record_params(), seed=self.params.seed,

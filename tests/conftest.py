@@ -35,7 +35,7 @@ if os.environ.get("PEDLIB_ASSETS"):  # notebooks run in temporary folders: make 
 
 needs_assets = pytest.mark.skipif(not HAVE_ASSETS, reason="../shared/assets not present")
 
-PIPELINE = ["01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures"]
+PIPELINE = ["01_groundtruth", "02_extract", "03_score", "04_evaluate", "05_figures"]
 
 
 def run_notebooks(project: Path, study: str, notebooks=PIPELINE) -> Path:

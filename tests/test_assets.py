@@ -110,3 +110,15 @@ def test_import_pedlib_gives_its_submodules():
     code = "import pedlib; pedlib.assets.resolve; pedlib.study.Study; pedlib.select.rank_models"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_an_unreachable_download_fails_quietly_with_the_resolve_error_and_leaves_no_folders(tmp_path, capfd):
+    def offline(url, output_file, pooch_instance):
+        raise ConnectionError(f"cannot reach {url}")
+
+    with pytest.raises(assets.AssetError, match=r"Download failed: ConnectionError.*PEDLIB_ASSETS"):
+        assets.resolve("models/cifar10_resnet20.th", mirror=tmp_path / "empty", cache=tmp_path / "cache",
+                       downloader=offline)
+    printed = capfd.readouterr()
+    assert "Downloading" not in printed.err + printed.out
+    assert not (tmp_path / "cache").exists()

@@ -70,3 +70,46 @@ def test_decode_once_extraction_equals_per_model_extraction(tmp_path):
                 batch_size=study.params.extract.batch_size, progress=False)
             assert computed and np.array_equal(shared["features"], alone["features"]), (model, dataset)
     assert study.extract(parts=("train",)).cached.all()  # nothing decoded the second time
+
+
+class _MeanColour:
+    """A stand-in backbone: per-image mean of each channel (a real spec's cache key)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def features_of(self, images):
+        return np.asarray(images, dtype=np.float32).mean(axis=(1, 2))
+
+    def finish(self, chunks):
+        return np.concatenate(chunks)
+
+
+def test_an_interrupted_shared_extraction_resumes_on_the_same_batches(tmp_path):
+    from pedlib.data import ImageSource
+    from pedlib.features import ExtractionInterrupted, extract_shared
+    from pedlib.models import get_spec
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, size=(50, 8, 8, 3), dtype=np.uint8)
+    source = ImageSource("toy", np.arange(50) % 2, ("a", "b"), lambda idx: pixels[idx], 3, "toy-1")
+    jobs = [(tmp_path / f"{m}.npz", _MeanColour(get_spec(m))) for m in ("lenet5_clean", "cifar_resnet20")]
+    seen = []
+
+    def batches(indices, stop_after=None):
+        seen.append(int(indices[0]))
+        for n, start in enumerate(range(0, len(indices), 8)):
+            if n == stop_after:
+                raise KeyboardInterrupt
+            yield source.load(indices[start:start + 8])
+
+    with pytest.raises(ExtractionInterrupted, match=r"interrupted after 24/50 images of toy"):
+        extract_shared(jobs, source, np.arange(50), lambda idx: batches(idx, stop_after=3), batch_size=8,
+                       progress=False)
+    assert not jobs[0][0].exists() and (tmp_path / "lenet5_clean.npz.partial.npz").exists()
+    resumed = extract_shared(jobs, source, np.arange(50), batches, batch_size=8, progress=False)
+    assert seen == [0, 24]  # the rerun decoded only the images after the 24 saved
+    whole = extract_shared([(tmp_path / "whole.npz", jobs[0][1])], source, np.arange(50), batches,
+                           batch_size=8, progress=False)
+    np.testing.assert_array_equal(resumed[0]["features"], whole[0]["features"])
+    assert not (tmp_path / "lenet5_clean.npz.partial.npz").exists()

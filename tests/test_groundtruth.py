@@ -118,3 +118,12 @@ def test_a_cells_job_key_depends_on_its_own_inputs_only(tmp_path):
         keys.append((study.finetune_job_key(study.finetune_job("lenet5_clean/digits/cell")), study._cell_key()))
     assert keys[0][0] == keys[1][0]
     assert keys[0][1] != keys[1][1]
+
+
+@needs_assets
+def test_finetune_list_says_the_committed_table_holds_every_cell(capsys):
+    from pedlib.cli import main
+
+    assert main(["finetune", str(ROOT / "params" / "pocket.yaml"), "--list", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == "85 jobs: 85 in table" and "pocket-finetune.csv matches this study" in lines[-1]

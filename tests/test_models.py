@@ -87,3 +87,15 @@ def test_cifar_resnet_shortcut_pads_channels_and_rejects_bad_depth():
     assert not any("shortcut" in k for k in net.state_dict())  # option A: parameter-free
     with pytest.raises(ValueError, match="6n\\+2"):
         CifarResNet(21)
+
+
+@needs_assets
+def test_a_tflite_backbone_prints_no_runtime_notice(capfd):
+    from pedlib.models.tflite import TFLiteBackbone
+
+    spec = models.get_spec("mlperf_resnet8")
+    from pedlib.models.ports import PORTS
+
+    TFLiteBackbone(spec, assets.resolve(PORTS["mlperf_resnet8"].reference), threads=1)
+    printed = capfd.readouterr()
+    assert "XNNPACK" not in printed.err and "INFO" not in printed.err

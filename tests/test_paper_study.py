@@ -194,7 +194,17 @@ def test_paper_sweeps_plan_one_job_per_grid_point_and_a_final_per_seed(tmp_path,
         assert len(jobs) == n_models * 11 * (20 + 1)  # 4 learning rates x 5 weight decays + final
         final = study.finetune_job(f"{study.models[0]}/voc2007/final-seed0")
         assert len(final.needs) == 20 and all(n.startswith(f"{study.models[0]}/voc2007/grid-") for n in final.needs)
-    # without the data the job plan still lists, but nothing runs: the error says what is missing
+    first = Study.load(ROOT / "params" / "paper-ssl.yaml", progress=False).models[0]
+    # without the data the job plan still lists (nothing is checked against the data), says
+    # what is missing, and suggests no download pedlib would not do
     done = subprocess.run([sys.executable, "-m", "pedlib", "finetune", str(ROOT / "params" / "paper-ssl.yaml"),
                            "--list"], capture_output=True, text=True)
-    assert done.returncode == 2 and "not found under" in done.stderr and "PEDLIB_DATA" in done.stderr
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2772 + 2 and lines[0].split() == ["pending", f"{first}/aircraft/grid-00"]
+    assert lines[-2] == "2772 jobs: 2772 pending"
+    assert "data is not here" in lines[-1] and "PEDLIB_DATA" in lines[-1] and "download=True" not in lines[-1]
+    # running a job does need the data: the error names it
+    done = subprocess.run([sys.executable, "-m", "pedlib", "finetune", str(ROOT / "params" / "paper-ssl.yaml"),
+                           "--job", f"{first}/aircraft/grid-00"], capture_output=True, text=True)
+    assert done.returncode == 2 and "not found under" in done.stderr and "does not download" in done.stderr

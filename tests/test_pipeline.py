@@ -155,7 +155,7 @@ def test_changed_params_invalidate_only_what_depends_on_them(smoke, tmp_path):
 
 def test_executed_notebooks_keep_summaries_and_conclusions_not_progress_bars(smoke):
     executed = smoke.output / "notebooks"
-    for name in ["01_finetune", "02_extract", "03_score", "04_evaluate", "05_figures"]:
+    for name in ["01_groundtruth", "02_extract", "03_score", "04_evaluate", "05_figures"]:
         notebook = json.loads((executed / f"{name}.ipynb").read_text())
         outputs = [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell.get("outputs", [])]
         text = json.dumps([o.get("text", "") for o in outputs]  # the text a reader sees, not images

@@ -1,6 +1,7 @@
 """`pedlib rank`: end to end on generated folders and on Flowers-12, and its bad inputs."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,10 @@ def folder(tmp_path):
     (root / "single").mkdir()
     Image.new("RGB", (30, 30), (128, 128, 128)).save(root / "single" / "only.jpg")
     (root / "blue" / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+    # a real JPEG cut short: its header reads, its pixels do not
+    Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(root / "red" / "cut.jpg")
+    whole = (root / "red" / "cut.jpg").read_bytes()
+    (root / "red" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
     return root
 
 
@@ -46,7 +51,11 @@ def test_rank_on_a_generated_folder_writes_a_correct_ranking(folder, tmp_path, c
         result = rank_models(folder, FAST, out=out, progress=False)
     assert main(["rank", str(folder), "--models", *FAST, "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr()
-    assert "1 unreadable skipped" in printed.out and "single" in printed.out
+    assert "2 unreadable skipped" in printed.out and "single" in printed.out
+    # one message style, each on its own line: the log's and the warnings'
+    assert "pedlib: warning: dropping 1 class(es) with a single image" in printed.err
+    assert re.search(r"^pedlib: warning: imagefolder:\S+: skipping 2 unreadable image\(s\)", printed.err, re.M)
+    assert not any(line.lower().startswith("warning:") for line in printed.err.splitlines())
     table = pd.read_csv(out / "ranking.csv")
     assert sorted(table.model) == sorted(FAST) and sorted(table["rank"]) == [1, 2, 3]
     assert list(table.score) == sorted(table.score, reverse=True)  # sorted by the default key
@@ -56,7 +65,8 @@ def test_rank_on_a_generated_folder_writes_a_correct_ranking(folder, tmp_path, c
         expected = metrics.get("logme")(result.features(row.model).astype(np.float64), labels)
         assert row.score == pytest.approx(expected, rel=1e-12)
     run = json.loads((out / "ranking.json").read_text())["run"]
-    assert run["dropped_classes"] == ["single"] and len(run["skipped_unreadable"]) == 1
+    assert run["dropped_classes"] == ["single"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in run["skipped_unreadable"]) == ["corrupt.jpg", "cut.jpg"]
     assert (out / "ranking.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -176,3 +186,50 @@ def test_rank_device_reaches_the_backbone_for_every_name_form(tmp_path, monkeypa
         backbone = resolve(name, device="meta")
         assert backbone.device.type == "meta", name
         assert {p.device.type for p in backbone.module.parameters()} == {"meta"}, name
+
+
+@needs_assets
+def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
+    """Ctrl-C mid-extraction: one line, exit status 130, the batches done are kept; the rerun
+    extracts only the rest and ends with the features an unbroken run gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "images"
+    for name in ("a", "b", "c"):
+        (root / name).mkdir(parents=True)
+        for i in range(60):
+            Image.fromarray(rng.integers(0, 255, size=(40, 40, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    command = [sys.executable, "-m", "pedlib", "rank", str(root), "--models", "cifar_resnet20",
+               "--batch-size", "4", "--workers", "0", "--quiet"]
+    env = {**os.environ, "PEDLIB_CHECKPOINT_SECONDS": "0"}  # save after every batch
+    out = tmp_path / "out"
+    partial = out / "features" / "cifar_resnet20" / "target.npz.partial.npz"
+    process = subprocess.Popen([*command, "--out", str(out)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("pedlib rank: interrupted after ") and last.endswith("rerun to resume"), last
+    done = int(last.split("interrupted after ")[1].split("/")[0])
+    assert 0 < done < 180
+
+    resumed = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    features = out / "features" / "cifar_resnet20" / "target.npz"
+    record = json.loads(features.with_name("target.npz.record.json").read_text())
+    assert record["resumed_from"] == done - done % 4 and not partial.exists()
+    unbroken = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True, text=True,
+                              timeout=600)
+    assert unbroken.returncode == 0, unbroken.stderr[-2000:]
+    whole = np.load(tmp_path / "whole" / "features" / "cifar_resnet20" / "target.npz")["features"]
+    np.testing.assert_array_equal(np.load(features)["features"], whole)

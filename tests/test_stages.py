@@ -59,10 +59,26 @@ def test_terminal_progress_is_one_line_per_update_with_counts_elapsed_and_eta():
     bar.close()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 4 and "\r" not in stream.getvalue()
-    assert lines[0].startswith("[score] 1/4 cells | 0:00 elapsed | ETA ") and lines[0].endswith("lenet on lfw")
+    # no ETA from the first update alone (its time is start-up); from the second on, one
+    assert lines[0] == "[score] 1/4 cells | 0:00 elapsed | lenet on lfw"
+    assert lines[1].startswith("[score] 2/4 cells | 0:00 elapsed | ETA ") and lines[1].endswith("lenet on lfw")
     assert lines[-1].startswith("[score] 4/4 cells | 0:00 elapsed") and "ETA" not in lines[-1]
     assert summary.getvalue() == "[score] 4/4 cells in 0:00\n"
     assert progress.format_seconds(3725) == "1:02:05"
+
+
+def test_a_slow_start_does_not_make_the_first_eta_absurd(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    stream = io.StringIO()
+    bar = progress.LineProgress(total=1180, desc="evaluate", unit="rankings", stream=stream, min_interval=0.0)
+    now[0] = 3.0  # start-up: worker processes
+    bar.update(1)
+    now[0] = 3.1  # then 400 rankings in 0.1 s
+    bar.update(400)
+    first, second = stream.getvalue().splitlines()
+    assert "ETA" not in first
+    assert second.endswith("ETA 0:00")  # 779 left at 4,000 a second, not 1:01:40
 
 
 def test_progress_mode_follows_the_environment(monkeypatch):
@@ -197,3 +213,36 @@ def test_a_mean_and_its_interval_cover_the_same_targets(tmp_path, monkeypatch):
     expected = bootstrap_mean_ci(digits, n_boot=200, seed=study.params.seed)
     assert (table.wtau_low["mean"], table.wtau_high["mean"]) == pytest.approx(expected)
     assert np.isfinite(expected).all()
+
+
+def test_a_run_of_notebooks_ends_with_the_time_of_each_and_the_total(monkeypatch):
+    from pedlib import notebooks
+
+    seconds = iter([11.0, 93.0])
+    monkeypatch.setattr(notebooks, "_run_one", lambda *args: next(seconds))
+    stream = io.StringIO()
+    times = notebooks.run_notebooks(str(ROOT / "params" / "smoke.yaml"), ("01_groundtruth", "02_extract"),
+                                    stream=stream)
+    assert times == {"01_groundtruth": 11.0, "02_extract": 93.0}
+    assert stream.getvalue().splitlines()[-1] == "==> 2 notebooks in 1:44 (01_groundtruth 0:11, 02_extract 1:33)"
+
+
+def test_a_notice_is_one_warning_line_on_the_terminal_of_a_run(monkeypatch, capfd):
+    monkeypatch.setenv("PEDLIB_PROGRESS", "terminal")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    progress.notice("port mobilenet_v1_0.25_128: top-1 agreement 0.775 < 0.9")
+    assert capfd.readouterr().err == "pedlib: warning: port mobilenet_v1_0.25_128: top-1 agreement 0.775 < 0.9\n"
+    monkeypatch.setenv("PEDLIB_PROGRESS", "bar")  # elsewhere the warning itself is shown
+    progress.notice("not shown")
+    assert capfd.readouterr().err == ""
+
+
+def test_the_command_line_leaves_the_callers_environment_as_it_was(monkeypatch):
+    import os
+
+    from pedlib.cli import main
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert main(["models", ]) == 0
+    main(["finetune", str(ROOT / "params" / "smoke.yaml"), "--list", "--quiet"])
+    assert "TQDM_DISABLE" not in os.environ

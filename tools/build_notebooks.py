@@ -31,7 +31,7 @@ def notebook(name: str, title: str, intro: str, cells: list, extra_params: str =
     nbformat.write(nb, HERE / f"{name}.ipynb")
 
 
-notebook("01_finetune", "01 · Ground truth",
+notebook("01_groundtruth", "01 · Ground truth",
          "How well does each model really transfer? Fine-tuning (every layer, a new head, a grid "
          "of learning rates on a validation split, then three seeds; the pocket study reads its "
          "committed table unless `recompute_finetune`; the paper studies' sweep runs its unfinished "

@@ -52,9 +52,11 @@ def default_root(name: str) -> Path:
 
 
 def _missing(name: str, root: Path, what: str, error: Exception | None = None) -> FileNotFoundError:
+    detail = str(error or "").split(" You can use download=True")[0]  # torchvision's hint: pedlib never downloads
     return FileNotFoundError(f"dataset {name!r} not found under {root} (expected {what}"
-                             + (f"; {error}" if error else "") + "). Download it as the README's "
-                             "'Paper studies' section says, and pass root= or set PEDLIB_DATA")
+                             + (f"; {detail}" if detail else "") + "); pedlib does not download "
+                             "datasets: put it there as the README's 'Paper studies' section describes, "
+                             "or set PEDLIB_DATA to the folder that holds it")
 
 
 def _source(name, paths, labels, classes, split, size, root, metric="accuracy",

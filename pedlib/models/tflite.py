@@ -6,6 +6,9 @@ The pocket study computes everything on float PyTorch ports of these files
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -16,6 +19,22 @@ from ._spec import Backbone, ModelSpec
 __all__ = ["TFLiteBackbone", "pooled_tensor_index", "logits_tensor_index"]
 
 _POOL_OPS = ("AVERAGE_POOL_2D", "MEAN")
+
+
+@contextlib.contextmanager
+def _native_notices_silenced():
+    """LiteRT's C++ runtime writes ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``
+    straight to the process's stderr (file descriptor 2) when it applies its default delegate
+    in ``allocate_tensors``; no setting turns it off. Errors still raise in Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _interpreter(path, threads: int, **options):
@@ -70,7 +89,8 @@ class TFLiteBackbone(Backbone):
         self._pool = pooled_tensor_index(path)
         self._logits = logits_tensor_index(path)
         self._interpreter = _interpreter(path, threads, experimental_preserve_all_tensors=True)
-        self._interpreter.allocate_tensors()
+        with _native_notices_silenced():
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         details = {t["index"]: t for t in self._interpreter.get_tensor_details()}
         self._dequant = {index: details[index]["quantization"] for index in (self._pool, self._logits)
