@@ -138,3 +138,15 @@ def test_ped_without_a_reference_warns_that_it_is_not_the_papers_setting():
     x, y = make_blobs()
     with pytest.warns(UserWarning, match="not the paper's setting"):
         ped.score(x, y, "logme")
+
+
+def test_the_rank_c_evaluator_is_chosen_only_where_it_pays():
+    from pedlib.metrics.logme import _low_rank_pays
+
+    def stats(n_classes, n_features, translations):
+        y = np.arange(4 * n_features) % n_classes
+        return FeatureStatistics(check_features_labels(np.ones((len(y), n_features)), y), translations)
+
+    assert _low_rank_pays(stats(50, 1024, 16))  # the pocket study's sensitivity grid
+    assert not _low_rank_pays(stats(50, 1024, 1))  # one setting: one decomposition
+    assert not _low_rank_pays(stats(397, 2048, 16))  # C^3 ~ D^2: a decomposition per setting is cheaper
