@@ -89,20 +89,22 @@ def within_class_gram(blocks: Iterator[tuple[slice, np.ndarray]], codes: np.ndar
 
 
 def class_sums_and_weighted_squares(features: np.ndarray, codes: np.ndarray, n_classes: int,
-                                    weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class sums (n_classes, n_features) and per-class ``sum_{i in c} sum_d w_d x_id^2``
-    (n_classes,) in one pass over the features: blocks small enough to stay in cache are
-    read once for both."""
+                                    weights: np.ndarray, *, sums: bool = True,
+                                    block_bytes: int = _CACHE_BLOCK_BYTES) -> tuple[np.ndarray | None, np.ndarray]:
+    """Class sums (n_classes, n_features), or None without ``sums``, and per-class
+    ``sum_{i in c} sum_d w_d x_id^2`` (n_classes,) in one pass over the features: blocks small
+    enough to stay in cache are read once for both."""
     n_rows, n_cols = features.shape
-    sums = np.zeros((n_classes, n_cols))
+    totals = np.zeros((n_classes, n_cols)) if sums else None
     squared_norms = np.empty(n_rows)
-    buffer = BlockBuffer(n_rows, n_cols, _CACHE_BLOCK_BYTES)
-    for rows in row_blocks(n_rows, n_cols, _CACHE_BLOCK_BYTES):
+    buffer = BlockBuffer(n_rows, n_cols, block_bytes)
+    for rows in row_blocks(n_rows, n_cols, block_bytes):
         block = features[rows]
-        sums += class_sums(block, codes[rows], n_classes)
+        if sums:
+            totals += class_sums(block, codes[rows], n_classes)
         squares = np.square(block, out=buffer.view(rows))
         squared_norms[rows] = squares @ weights
-    return sums, np.bincount(codes, weights=squared_norms, minlength=n_classes)
+    return totals, np.bincount(codes, weights=squared_norms, minlength=n_classes)
 
 
 def class_weighted_scatter(features: np.ndarray, codes: np.ndarray, counts: np.ndarray,
@@ -115,14 +117,9 @@ def class_weighted_scatter(features: np.ndarray, codes: np.ndarray, counts: np.n
     difference loses more than half of its significant digits to cancellation (a class far
     from the origin relative to its spread), the exact two-pass sum is used instead.
     """
-    n_classes = len(counts)
     if weighted_squares is None:
-        squared_norms = np.empty(len(features))
-        buffer = BlockBuffer(*features.shape)
-        for rows in row_blocks(*features.shape):
-            squares = np.square(features[rows], out=buffer.view(rows))
-            squared_norms[rows] = squares @ weights
-        weighted_squares = np.bincount(codes, weights=squared_norms, minlength=n_classes)
+        _, weighted_squares = class_sums_and_weighted_squares(features, codes, len(counts), weights,
+                                                              sums=False, block_bytes=_BLOCK_BYTES)
     second_moment = weighted_squares / counts
     scatter = second_moment - (means * means) @ weights
     inaccurate = scatter < 1e-8 * second_moment

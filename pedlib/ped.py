@@ -224,7 +224,7 @@ def decline(features, labels, reference=None, *, time_step: float = 0.1, exit_ra
     stats = statistics(features, labels)
     moved = motion(stats, reference, time_step=time_step, exit_ratio=exit_ratio, nsigma=nsigma,
                    constant=constant, max_steps=max_steps, eps=eps)
-    features_moved = stats.translated(moved.offsets if moved.steps else None).features()
+    features_moved = stats.translated(moved.offsets).features()  # no step: zero offsets, the identity
     if features_moved is stats.features:
         features_moved = features_moved.copy()
     return DeclineResult(features_moved, moved.steps, moved.changes, moved.class_means, moved.classes)

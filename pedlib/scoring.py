@@ -62,8 +62,6 @@ def score_features(features, labels, metric_names: Sequence[str], metric_options
             warnings.warn(f"{metric}: {error}; recorded as NaN", MetricFailure, stacklevel=3)
             return float("nan")
 
-    x = np.asarray(features, dtype=np.float64)
-    shape = (len(np.unique(labels)), *x.shape)  # n_classes, n_samples, n_features
     chosen = {variant: [m for m in metric_names
                         if not variant.startswith("ped:nsigma") or m in sensitivity_metrics]
               for variant, _, _ in variants}
@@ -73,8 +71,9 @@ def score_features(features, labels, metric_names: Sequence[str], metric_options
     has_statistics = {m: metrics.info(m).from_statistics is not None for m in metric_names}
     translations = sum(any(has_statistics[m] for m in names) for names in chosen.values())
     started = time.perf_counter()
-    stats = FeatureStatistics(check_features_labels(x, labels), translations=max(translations, 1))
+    stats = FeatureStatistics(check_features_labels(features, labels), translations=max(translations, 1))
     shared_seconds = time.perf_counter() - started
+    shape = (stats.n_classes, stats.n_samples, stats.n_features)
 
     def score_one(metric: str, translation) -> float:
         entry = metrics.info(metric)
@@ -82,7 +81,7 @@ def score_features(features, labels, metric_names: Sequence[str], metric_options
                                                          metric_options.get(metric, {})))
 
     standardized = {mode: None if references[mode] is None
-                    else ped.standardization(references[mode], x.shape[1])
+                    else ped.standardization(references[mode], stats.n_features)
                     for mode in {mode for _, mode, _ in variants}}
     rows = []
     plain = stats.translated(None)

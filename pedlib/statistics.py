@@ -152,6 +152,7 @@ class Translation:
                 offsets = None
         self.offsets = offsets
         self._features: np.ndarray | None = None
+        self._derived: dict[str, object] = {}
 
     @property
     def identity(self) -> bool:
@@ -196,6 +197,13 @@ class Translation:
     @cached_property
     def gram_eigh(self) -> tuple[np.ndarray, np.ndarray]:
         return self.base.gram_eigh if self.identity else _eigh(self._gram_lower(), overwrite=True)
+
+    def derived(self, name: str, compute):
+        """``compute()``, once per translation: what several metrics derive alike from it
+        (LogME's fixed point serves ``logme`` and ``logme_reference``)."""
+        if name not in self._derived:
+            self._derived[name] = compute()
+        return self._derived[name]
 
     def features(self) -> np.ndarray:
         """The moved features ``X + O[y]`` (built once, then cached; the base features

@@ -131,9 +131,8 @@ def _low_rank_pays(base: FeatureStatistics) -> bool:
     return settings > 1 and settings * 10 * c**3 * d + 6 * d**3 < settings * 6 * d**3
 
 
-def _evaluator(statistics: FeatureStatistics | Translation):
+def _evaluator(translation: Translation):
     """The cheapest exact evaluator for these statistics (see the module docstring)."""
-    translation = statistics if isinstance(statistics, Translation) else statistics.translated(None)
     base = translation.base
     if base.primal and not translation.identity and _low_rank_pays(base):
         omega, vectors = base.within_scatter_eigh
@@ -147,11 +146,12 @@ def _evaluator(statistics: FeatureStatistics | Translation):
     return _Spectrum(sigma, p2, base.counts, base.n_features)
 
 
-def _evidence(statistics: FeatureStatistics | Translation, *, reference: bool) -> float:
-    """The mean evidence of :func:`logme` (``reference=False``) or :func:`logme_reference`."""
-    base = statistics.base if isinstance(statistics, Translation) else statistics
-    n, d, n_classes = base.n_samples, base.n_features, base.n_classes
-    evaluator = _evaluator(statistics)
+def _fixed_point(translation: Translation):
+    """alpha, beta, m2, res2 and ``log det(alpha I_D + beta G)`` per class, at the end of the
+    fixed-point iteration (:func:`logme`)."""
+    base = translation.base
+    n, n_classes = base.n_samples, base.n_classes
+    evaluator = _evaluator(translation)
 
     alpha, beta = np.ones(n_classes), np.ones(n_classes)
     m2, res2 = np.zeros(n_classes), np.zeros(n_classes)
@@ -165,8 +165,15 @@ def _evidence(statistics: FeatureStatistics | Translation, *, reference: bool) -
         active = active[np.abs(alpha[active] / beta[active] - t) / t > _TOLERANCE]
         if not len(active):
             break
+    return alpha, beta, m2, res2, evaluator.log_det(alpha, beta)
 
-    log_det = evaluator.log_det(alpha, beta)
+
+def _evidence(statistics: FeatureStatistics | Translation, *, reference: bool) -> float:
+    """The mean evidence of :func:`logme` (``reference=False``) or :func:`logme_reference`;
+    both read one fixed point per translation."""
+    translation = statistics if isinstance(statistics, Translation) else statistics.translated(None)
+    n, d = translation.base.n_samples, translation.base.n_features
+    alpha, beta, m2, res2, log_det = translation.derived("logme", lambda: _fixed_point(translation))
     if reference and n < d:
         # The reference's thin SVD of F (N <= D) returns N singular values: its log-determinant
         # is log det(alpha I_N + beta F F^T), without the D - N eigenvalues alpha of A.
