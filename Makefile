@@ -44,8 +44,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
 	touch $@
 
-test: setup  ## run the test suite
-	$(BIN)/python -m pytest -q
+# Two pytest workers (pytest-xdist), each test file on one of them: a file's fixtures (the
+# smoke and paper studies run end to end) are made once. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+test: setup  ## run the test suite (TEST_WORKERS=2 processes)
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 bench: setup  ## print PED's cost relative to LogME, then wall time and peak memory of every metric
 	$(BIN)/python benchmarks/bench_metrics.py
@@ -83,5 +86,5 @@ evaluate: setup  ## stage 04: weighted tau and other correlations against each g
 figures: setup  ## stage 05: plots and tables into figures/STUDY
 	@$(RUN_NB) 05_figures
 
-notebooks:  ## regenerate notebooks/*.ipynb from tools/build_notebooks.py
-	$(BIN)/python tools/build_notebooks.py
+notebooks: setup  ## sync each notebook with its jupytext twin (notebooks/*.py), whichever was edited last
+	$(BIN)/jupytext --sync notebooks/*.ipynb

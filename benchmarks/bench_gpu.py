@@ -144,7 +144,7 @@ def timed_extract(params: Path, parts=("train", "test")) -> tuple[float, int]:
     indices = np.concatenate([study.indices("bench", part) for part in parts])
     warm = study.source("bench").load(indices[:study.params.extract.batch_size])
     for model in study.models:  # load (and autotune) outside the timing
-        study._create_backbone(model).features_of(warm)
+        study.backbone(model).features_of(warm)
     sync(study.device)
     started = time.perf_counter()
     study.extract(parts=parts)
@@ -158,9 +158,9 @@ def timed_sweep_job(params: Path) -> tuple[float, int]:
     from pedlib.study import Study
 
     study = Study.load(params, progress=False)
-    config = study.sweep_config()
-    fit, _ = study._sweep_split("bench")
-    backbone = study._create_backbone(study.models[0])
+    config = study.finetuning.sweep_config()
+    fit, _ = study.finetuning.sweep_split("bench")
+    backbone = study.backbone(study.models[0])
     marks = {}
 
     def on_step(done):

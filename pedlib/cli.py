@@ -103,7 +103,7 @@ traceback in results/<study>/logs/<name>.log); progress is printed here, one lin
 
 
 FINETUNE_HELP = """\
-Run the fine-tuning ground truth of a study as independent jobs (see pedlib.finetune_stage):
+Run the fine-tuning ground truth of a study as independent jobs (see pedlib.stages.finetune):
 one per (model, dataset) for the pocket study's protocol, one per (model, dataset, grid point)
 plus one final retrain per seed for the paper studies' sweep. Without an action every pending
 job runs here, one after the other, then the table is assembled. `make -j4 finetune
@@ -120,7 +120,7 @@ def _finetune(args) -> int:
 
     study = Study.load(args.study, progress=not args.quiet)
     if args.list:
-        status, note = study.finetune_status()
+        status, note = study.finetuning.status()
         for state, job in status:
             print(f"{state:<8}  {job.id}")
         counts = {state: sum(s == state for s, _ in status) for state in dict.fromkeys(s for s, _ in status)}
@@ -128,7 +128,7 @@ def _finetune(args) -> int:
         if note:
             print(note)
     elif args.makefile:
-        pending, total = study.finetune_makefile(args.makefile)
+        pending, total = study.finetuning.makefile(args.makefile)
         print(f"{args.makefile}: {pending} of {total} jobs pending")
     elif args.executor:
         from .cluster import executor_folder, submit
@@ -155,7 +155,7 @@ def _finetune(args) -> int:
             print(f"when they have ended: `pedlib finetune {args.study} --collect` (submit again to rerun "
                   "any that failed or were preempted)")
     elif args.job:
-        result = study.run_finetune_job(args.job)
+        result = study.finetuning.run_job(args.job)
         if isinstance(result, dict):
             score = next(result[k] for k in ("test_score", "val_score") if k in result)
             print(f"{args.job}: {result['metric']} {score:.4f} (lr {result['learning_rate']:g}, "
@@ -163,8 +163,8 @@ def _finetune(args) -> int:
         else:
             print(result.to_string(index=False))
     else:
-        table = study.finetune(recompute=True) if not args.collect else study.collect_finetune()
-        print(f"{study.finetune_table_path()}: {len(table)} rows")
+        table = study.finetuning.table(recompute=True) if not args.collect else study.finetuning.collect()
+        print(f"{study.finetuning.table_path()}: {len(table)} rows")
     return 0
 
 

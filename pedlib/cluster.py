@@ -1,7 +1,7 @@
 """The fine-tuning jobs on a cluster: SLURM job arrays through submitit, or local processes.
 
 ``pedlib finetune STUDY --executor slurm`` submits every pending job of the study
-(:mod:`pedlib.finetune_stage`) as a SLURM job array (one task per job, a GPU each; partition,
+(:mod:`pedlib.stages.finetune`) as a SLURM job array (one task per job, a GPU each; partition,
 time limit, memory, CPUs and how many tasks run at once from ``groundtruth.finetune.slurm``
 or the command line). Jobs that need others (a sweep's final retrains need their grid jobs)
 go in a second array that starts after the first (``--dependency=afterany``: a final whose
@@ -23,71 +23,36 @@ submission (job ids, array ids, time).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+import os
+import time
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import submitit
 
-__all__ = ["SlurmParams", "JobRunner", "Submission", "submit", "executor_folder"]
+from .params import SlurmParams
 
-
-@dataclass(frozen=True)
-class SlurmParams:
-    """Cluster settings of the fine-tuning jobs (``groundtruth.finetune.slurm``).
-
-    Attributes
-    ----------
-    partition : str, optional
-        The SLURM partition (default: the cluster's).
-    gpus_per_task : int
-        GPUs per job (0 for CPU-only jobs).
-    cpus_per_task : int
-        CPUs per job: DataLoader workers need them (``groundtruth.finetune.workers``).
-    time_minutes : int
-        Time limit of one job; a job that reaches it is requeued and resumes from its checkpoint.
-    mem_gb : float
-        Memory per job.
-    array_parallelism : int
-        At most this many jobs of an array run at once (SLURM's ``--array=...%N``); for
-        ``--executor local``, how many processes run at once.
-    use_srun : bool
-        Start the job with ``srun`` inside the batch script (submitit's default).
-    setup : list of str
-        Shell lines run before the job (``module load cuda``, ``source venv/bin/activate``).
-    additional : dict
-        Any other ``#SBATCH`` option, e.g. ``{account: mylab, qos: high}``.
-    """
-
-    partition: str | None = None
-    gpus_per_task: int = 1
-    cpus_per_task: int = 8
-    time_minutes: int = 180
-    mem_gb: float = 32.0
-    array_parallelism: int = 64
-    use_srun: bool = True
-    setup: tuple[str, ...] = ()
-    additional: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.gpus_per_task < 0 or self.cpus_per_task < 1 or self.time_minutes < 1 or self.mem_gb <= 0 \
-                or self.array_parallelism < 1:
-            raise ValueError("slurm: gpus_per_task must be >= 0; cpus_per_task, time_minutes, mem_gb and "
-                             "array_parallelism must be positive")
+__all__ = ["JobRunner", "Submission", "submit", "executor_folder"]
 
 
 class JobRunner(submitit.helpers.Checkpointable):
     """Runs one fine-tuning job of a study in a cluster task; on preemption or time-out
-    submitit requeues it (``Checkpointable``) and the job resumes from its own checkpoint."""
+    submitit requeues it (``Checkpointable``) and the job resumes from its own checkpoint.
+
+    ``open_study(params_path)`` opens the study in the task (pickled by reference with the
+    runner, e.g. ``Study.load``): this module never imports the study itself."""
+
+    def __init__(self, open_study: Callable[[str], Any]):
+        self.open_study = open_study
 
     def __call__(self, params_path: str, job_id: str) -> dict:
-        from .study import Study
-
-        study = Study.load(params_path, progress=False)
-        job = study.finetune_job(job_id)
-        study.run_finetune_job(job)
-        return {"job": job_id, "path": str(job.path), "done": study.finetune_job_done(job)}
+        finetuning = self.open_study(params_path).finetuning
+        job = finetuning.job(job_id)
+        finetuning.run_job(job)
+        return {"job": job_id, "path": str(job.path), "done": finetuning.job_done(job)}
 
 
 @dataclass
@@ -103,9 +68,18 @@ class Submission:
     def count(self) -> int:
         return sum(map(len, self.job_ids))
 
-    def wait(self) -> list[str]:
+    def wait(self, poll_seconds: float | None = None) -> list[str]:
         """Wait for every job; returns the study job ids that failed (their errors are in
-        the logs under ``folder``)."""
+        the logs under ``folder``). The scheduler is asked every ``poll_seconds``
+        (``PEDLIB_SLURM_POLL_SECONDS``, default 30): submitit's own schedule backs off to
+        10 minutes, which would leave a failed job unnoticed that long."""
+        poll = poll_seconds if poll_seconds is not None else float(os.environ.get("PEDLIB_SLURM_POLL_SECONDS", 30))
+        unfinished = [job for jobs in self.arrays for job in jobs]
+        while unfinished:
+            unfinished[0].done(force_check=True)  # one sacct call refreshes every job's state
+            unfinished = [job for job in unfinished if not job.done()]
+            if unfinished:
+                time.sleep(poll)
         failed = []
         for jobs, ids in zip(self.arrays, self.job_ids):
             for job, job_id in zip(jobs, ids):
@@ -151,7 +125,8 @@ def submit(study, *, executor: Literal["slurm", "local"] = "slurm", overrides: d
         raise ValueError("the study was not loaded from a params file (use Study.load)")
     settings = study.params.groundtruth.finetune.slurm or SlurmParams()
     settings = replace(settings, **{k: v for k, v in (overrides or {}).items() if v is not None})
-    pending = study.pending_finetune_jobs()
+    pending = study.finetuning.pending()
+    runner = JobRunner(partial(type(study).load, progress=False))
     waiting = {job.id for job in pending}
     first = [job for job in pending if not any(n in waiting for n in job.needs)]
     second = [job for job in pending if any(n in waiting for n in job.needs)]
@@ -167,13 +142,13 @@ def submit(study, *, executor: Literal["slurm", "local"] = "slurm", overrides: d
         ids = [job.id for job in jobs]
         if executor == "slurm":
             array = _executor("slurm", folder, settings, name, dependency).map_array(
-                JobRunner(), [params_path] * len(ids), ids)
+                runner, [params_path] * len(ids), ids)
             dependency = f"afterany:{array[0].job_id.split('_')[0]}"
         else:  # waves of array_parallelism processes; a second array waits for the first
             array = []
             for start in range(0, len(ids), settings.array_parallelism):
                 wave = ids[start:start + settings.array_parallelism]
-                jobs_ = _executor("local", folder, settings, name).map_array(JobRunner(), [params_path] * len(wave), wave)
+                jobs_ = _executor("local", folder, settings, name).map_array(runner, [params_path] * len(wave), wave)
                 for job in jobs_:
                     job.wait()
                 array.extend(jobs_)

@@ -17,16 +17,60 @@ from typing import Any, Literal
 
 import yaml
 
-from .cluster import SlurmParams
 from .groundtruth.finetune import FinetuneConfig
 
-__all__ = ["ParamsError", "StudyParams", "DatasetParams", "GroundTruthParams", "LinearProbeParams",
+__all__ = ["ParamsError", "StudyParams", "SlurmParams", "DatasetParams", "GroundTruthParams", "LinearProbeParams",
            "FinetuneParams", "ReferenceParams", "SensitivityParams", "EvaluationParams",
            "ExtractParams", "PortsParams", "load_params", "parse_params"]
 
 
 class ParamsError(ValueError):
     """A params file is malformed; the message names the file, the field and the problem."""
+
+
+
+@dataclass(frozen=True)
+class SlurmParams:
+    """Cluster settings of the fine-tuning jobs (``groundtruth.finetune.slurm``).
+
+    Attributes
+    ----------
+    partition : str, optional
+        The SLURM partition (default: the cluster's).
+    gpus_per_task : int
+        GPUs per job (0 for CPU-only jobs).
+    cpus_per_task : int
+        CPUs per job: DataLoader workers need them (``groundtruth.finetune.workers``).
+    time_minutes : int
+        Time limit of one job; a job that reaches it is requeued and resumes from its checkpoint.
+    mem_gb : float
+        Memory per job.
+    array_parallelism : int
+        At most this many jobs of an array run at once (SLURM's ``--array=...%N``); for
+        ``--executor local``, how many processes run at once.
+    use_srun : bool
+        Start the job with ``srun`` inside the batch script (submitit's default).
+    setup : list of str
+        Shell lines run before the job (``module load cuda``, ``source venv/bin/activate``).
+    additional : dict
+        Any other ``#SBATCH`` option, e.g. ``{account: mylab, qos: high}``.
+    """
+
+    partition: str | None = None
+    gpus_per_task: int = 1
+    cpus_per_task: int = 8
+    time_minutes: int = 180
+    mem_gb: float = 32.0
+    array_parallelism: int = 64
+    use_srun: bool = True
+    setup: tuple[str, ...] = ()
+    additional: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.gpus_per_task < 0 or self.cpus_per_task < 1 or self.time_minutes < 1 or self.mem_gb <= 0 \
+                or self.array_parallelism < 1:
+            raise ValueError("slurm: gpus_per_task must be >= 0; cpus_per_task, time_minutes, mem_gb and "
+                             "array_parallelism must be positive")
 
 
 @dataclass(frozen=True)
@@ -84,7 +128,7 @@ class FinetuneParams(FinetuneConfig):
     :mod:`pedlib.groundtruth.sweep`): one job per (model, dataset, grid point) plus one final
     retrain per seed, streaming images, on ``device``, checkpointed every ``checkpoint_every``
     steps; ``weight_decay_per_lr`` divides each weight decay by the learning rate. ``slurm``:
-    the cluster settings of ``pedlib finetune --executor slurm`` (:class:`pedlib.cluster.SlurmParams`).
+    the cluster settings of ``pedlib finetune --executor slurm`` (:class:`SlurmParams`).
     """
 
     enabled: bool = True

@@ -52,7 +52,7 @@ def _pedlib(*args, env=None, cwd=None):
 def fake_slurm(tmp_path):
     state = tmp_path / "slurm-state"
     env = dict(os.environ, PATH=f"{FAKE}{os.pathsep}{os.environ['PATH']}", FAKE_SLURM_STATE=str(state),
-               TQDM_DISABLE="1")
+               TQDM_DISABLE="1", PEDLIB_SLURM_POLL_SECONDS="0.5")
     return env, state
 
 
@@ -68,8 +68,8 @@ def test_slurm_sweep_requeues_preemption_and_resubmits_only_what_is_left(tmp_pat
     env, state = fake_slurm
     params = _project(tmp_path / "project", SWEEP, "cluster")
     study = Study.load(params, progress=False)
-    preempted = study.finetune_job("lenet5_clean/digits/grid-00")
-    killed = study.finetune_job("cifar_resnet20/digits/grid-00")
+    preempted = study.finetuning.job("lenet5_clean/digits/grid-00")
+    killed = study.finetuning.job("cifar_resnet20/digits/grid-00")
     env["FAKE_SLURM_PREEMPT"] = str(preempted.path.with_suffix(".ckpt.pt"))
     env["FAKE_SLURM_KILL"] = str(killed.path.with_suffix(".ckpt.pt"))
 
@@ -86,7 +86,7 @@ def test_slurm_sweep_requeues_preemption_and_resubmits_only_what_is_left(tmp_pat
     assert preempted.path.is_file() and not preempted.path.with_suffix(".ckpt.pt").exists()
     checkpoint = killed.path.with_suffix(".ckpt.pt")
     assert checkpoint.is_file() and not killed.path.exists()  # killed between checkpoints
-    pending = {job.id for job in Study.load(params, progress=False).pending_finetune_jobs()}
+    pending = {job.id for job in Study.load(params, progress=False).finetuning.pending()}
     assert pending == {"cifar_resnet20/digits/grid-00", "cifar_resnet20/digits/final-seed0"}
 
     again = _pedlib("finetune", params, "--executor", "slurm", "--wait", env=env)
@@ -99,13 +99,13 @@ def test_slurm_sweep_requeues_preemption_and_resubmits_only_what_is_left(tmp_pat
     # resumed jobs end exactly where uninterrupted runs of them end
     uninterrupted = Study.load(_project(tmp_path / "reference", SWEEP, "cluster"), progress=False)
     for job in (preempted, killed):
-        expected = uninterrupted.run_finetune_job(job.id)
+        expected = uninterrupted.finetuning.run_job(job.id)
         assert json.loads(job.path.read_text())["val_score"] == expected["val_score"], job.id
 
     assert "nothing to submit" in _pedlib("finetune", params, "--executor", "slurm", env=env).stdout
     collected = _pedlib("finetune", params, "--collect", env=env)
     assert collected.returncode == 0, collected.stderr
-    table = pd.read_csv(study.finetune_table_path())
+    table = pd.read_csv(study.finetuning.table_path())
     assert sorted(table.model) == ["cifar_resnet20", "lenet5_clean"]
     slurm = study.output / "groundtruth" / "finetune" / "slurm"
     assert list(slurm.rglob("*_log.out")) and len((slurm / "submissions.jsonl").read_text().splitlines()) == 2
@@ -121,13 +121,13 @@ def test_local_executor_runs_the_smoke_cells_and_is_idempotent(tmp_path, fake_sl
     assert done.returncode == 0, done.stdout + done.stderr
     assert "submitted 4 jobs to local" in done.stdout
     study = Study.load(params, progress=False)
-    assert not study.pending_finetune_jobs()
-    assert all(records.is_fresh(job.path, study.finetune_job_key(job)) for job in study.finetune_jobs())
+    assert not study.finetuning.pending()
+    assert all(records.is_fresh(job.path, study.finetuning.job_key(job)) for job in study.finetuning.jobs())
     assert "nothing to submit" in _pedlib("finetune", params, "--executor", "local", env=env).stdout
 
 
 def test_slurm_settings_are_validated():
-    from pedlib.cluster import SlurmParams
+    from pedlib.params import SlurmParams
     from pedlib.params import ParamsError, parse_params
 
     with pytest.raises(ValueError, match="array_parallelism must be positive"):

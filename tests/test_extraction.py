@@ -9,6 +9,7 @@ from PIL import Image
 from pedlib.data.images import decode
 from pedlib.data.jpeg import decode_files
 from pedlib.features import cached_features
+from pedlib.stages import extract as extract_stage
 from pedlib.study import Study
 
 from conftest import ROOT, needs_assets
@@ -65,8 +66,8 @@ def test_decode_once_extraction_equals_per_model_extraction(tmp_path):
             shared = study.features(model, dataset, "train")
             alone, computed = cached_features(
                 tmp_path / "alone" / f"{model}-{dataset}.npz", study.spec(model), study.source(dataset),
-                study.indices(dataset, "train"), backbone=lambda m=model: study._create_backbone(m),
-                images=lambda d=dataset: study._batches(d, study.indices(d, "train")),
+                study.indices(dataset, "train"), backbone=lambda m=model: study.backbone(m),
+                images=lambda d=dataset: extract_stage._batches(study, d, study.indices(d, "train")),
                 batch_size=study.params.extract.batch_size, progress=False)
             assert computed and np.array_equal(shared["features"], alone["features"]), (model, dataset)
     assert study.extract(parts=("train",)).cached.all()  # nothing decoded the second time

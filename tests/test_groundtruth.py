@@ -81,16 +81,16 @@ def test_committed_pocket_finetune_table_matches_a_recomputed_cell(model):
     from pedlib.study import Study
 
     study = Study.load(ROOT / "params" / "pocket.yaml", progress=False)
-    path = study.finetune_table_path()
-    assert records.is_fresh(path, study._cell_key()), \
+    path = study.finetuning.table_path()
+    assert records.is_fresh(path, study.finetuning.cell_key()), \
         f"{path} does not match params/pocket.yaml; run `make finetune`"
     table = pd.read_csv(path)
-    assert set(table.model) == set(study.finetune_models()) and set(table.dataset) == set(study.finetune_datasets())
+    assert set(table.model) == set(study.finetuning.models()) and set(table.dataset) == set(study.finetuning.datasets())
     assert table.groupby(["model", "dataset"]).size().eq(len(study.params.groundtruth.finetune.seeds)).all()
     assert len(set(table.model)) == 17  # every pocket model is fine-tuned
-    target = study.finetune_datasets()[-1]
+    target = study.finetuning.datasets()[-1]
     row = table[(table.model == model) & (table.dataset == target) & (table.seed == 0)].iloc[0]
-    again = study.finetune_one(model, target, seeds=[0]).iloc[0]
+    again = study.finetuning.run_cell(model, target, seeds=[0]).iloc[0]
     assert (again.learning_rate, again.weight_decay) == (row.learning_rate, row.weight_decay)
     made_on = (records.read_record(path) or {}).get("cpu") or {}
     here = records.cpu_arithmetic()
@@ -115,7 +115,7 @@ def test_a_cells_job_key_depends_on_its_own_inputs_only(tmp_path):
         path = tmp_path / "params" / "smoke.yaml"
         path.write_text(yaml.safe_dump(raw))
         study = Study.load(path, progress=False)
-        keys.append((study.finetune_job_key(study.finetune_job("lenet5_clean/digits/cell")), study._cell_key()))
+        keys.append((study.finetuning.job_key(study.finetuning.job("lenet5_clean/digits/cell")), study.finetuning.cell_key()))
     assert keys[0][0] == keys[1][0]
     assert keys[0][1] != keys[1][1]
 

@@ -17,6 +17,7 @@ import yaml
 import fakes
 from conftest import ROOT, run_notebooks
 from pedlib import metrics, records
+from pedlib.stages.score import cell_key as score_cell_key, score_cell, scored_parts
 from pedlib.study import Study
 
 FINETUNED = {"models": ["byol", "moco-v2", "swav"], "datasets": ["voc2007"]}
@@ -74,42 +75,42 @@ def ran(world, finetuned):
 
 def test_sweep_ran_every_job_once_with_the_protocol(finetuned):
     study = finetuned
-    config = study.sweep_config()
-    jobs = study.finetune_jobs()
-    assert len(jobs) == 3 * (len(config.grid()) + 1) and not study.pending_finetune_jobs()
-    table = pd.read_csv(study.finetune_table_path())
+    config = study.finetuning.sweep_config()
+    jobs = study.finetuning.jobs()
+    assert len(jobs) == 3 * (len(config.grid()) + 1) and not study.finetuning.pending()
+    table = pd.read_csv(study.finetuning.table_path())
     assert len(table) == 3 and set(table.model) == set(FINETUNED["models"])
     assert set(table.metric) == {"map11"}
     assert table.test_accuracy.between(0, 1).all()
-    grid = pd.read_csv(study.finetune_table_path().with_name("finetune_grid.csv"))
+    grid = pd.read_csv(study.finetuning.table_path().with_name("finetune_grid.csv"))
     assert len(grid) == 3 * 2 and set(grid.weight_decay.round(8)) == {0.0, round(0.0001 / 0.01, 8)}
     for row in table.itertuples():  # the final retrain used the grid point with the best val score
         cell = grid[(grid.model == row.model) & (grid.dataset == row.dataset)]
         best = cell.iloc[int(np.argmax(cell.val_score.to_numpy()))]
         assert (row.learning_rate, row.weight_decay) == (best.learning_rate, best.weight_decay)
-    final = json.loads((study._finetune_dir / "swav" / "voc2007" / "final-seed0.json").read_text())
+    final = json.loads((study.finetuning.folder / "swav" / "voc2007" / "final-seed0.json").read_text())
     source = study.source("voc2007")
     assert final["n_train"] == len(study.split("voc2007").train)  # retrained on train + val
     assert final["n_evaluated"] == int((source.predefined == "test").sum())
-    grid_job = json.loads((study._finetune_dir / "swav" / "voc2007" / "grid-00.json").read_text())
+    grid_job = json.loads((study.finetuning.folder / "swav" / "voc2007" / "grid-00.json").read_text())
     assert grid_job["n_evaluated"] == int((source.predefined == "val").sum())  # VOC's own val
-    record = records.read_record(study.finetune_table_path())
+    record = records.read_record(study.finetuning.table_path())
     assert record["params"]["groundtruth"]["finetune"]["steps"] == 2 and record["git"]
 
 
 def test_finished_jobs_are_skipped_and_changed_settings_rerun_them(finetuned, world):
     study = finetuned
-    job = study.finetune_job("byol/voc2007/grid-01")
+    job = study.finetuning.job("byol/voc2007/grid-01")
     before = job.path.stat().st_mtime_ns
-    study.run_finetune_job(job)
+    study.finetuning.run_job(job)
     assert job.path.stat().st_mtime_ns == before
     raw = yaml.safe_load((world / "params" / "paper-ssl.yaml").read_text())
     raw["groundtruth"]["finetune"]["steps"] = 3
     changed = world / "params" / "changed.yaml"
     changed.write_text(yaml.safe_dump({**raw, "output": "results/paper-ssl"}))
-    assert len(Study.load(changed).pending_finetune_jobs()) == len(study.finetune_jobs())
+    assert len(Study.load(changed).finetuning.pending()) == len(study.finetuning.jobs())
     with pytest.raises(KeyError, match="did you mean 'byol/voc2007/grid-01'"):
-        study.finetune_job("byol/voc2007/grid-1")
+        study.finetuning.job("byol/voc2007/grid-1")
 
 
 def test_study_runs_a_sweep_in_process_with_a_held_out_fifth_of_train(world):
@@ -122,18 +123,18 @@ def test_study_runs_a_sweep_in_process_with_a_held_out_fifth_of_train(world):
     path.write_text(yaml.safe_dump(raw))
     study = Study.load(path, progress=False)
     with pytest.warns(UserWarning, match="diverged"):
-        table = study.finetune()
+        table = study.finetuning.table()
     assert len(table) == 3 and (table.metric == "accuracy").all()
     assert (table.learning_rate == 0.01).all()  # a diverged grid point is never selected
-    grid = pd.read_csv(study.finetune_table_path().with_name("finetune_grid.csv"))
+    grid = pd.read_csv(study.finetuning.table_path().with_name("finetune_grid.csv"))
     assert grid[grid.learning_rate > 1].diverged.all() and grid[grid.learning_rate > 1].val_score.isna().all()
-    fit, val = study._sweep_split("cifar10")
+    fit, val = study.finetuning.sweep_split("cifar10")
     train = study.split("cifar10").train
     assert len(val) == round(0.2 * len(train)) and set(fit) | set(val) == set(train)
-    grid = json.loads((study._finetune_dir / "swav" / "cifar10" / "grid-00.json").read_text())
+    grid = json.loads((study.finetuning.folder / "swav" / "cifar10" / "grid-00.json").read_text())
     assert grid["n_evaluated"] == len(val) and grid["n_train"] == len(fit)
-    assert not study.pending_finetune_jobs()
-    assert not list(study._finetune_dir.rglob("*.ckpt.pt"))  # finished jobs leave no checkpoint
+    assert not study.finetuning.pending()
+    assert not list(study.finetuning.folder.rglob("*.ckpt.pt"))  # finished jobs leave no checkpoint
 
 
 def test_paper_ssl_notebooks_produce_the_comparison_with_the_paper(ran):
@@ -177,9 +178,9 @@ def test_paper_ssl_features_use_imagenet_as_peds_reference(ran):
 def test_scored_split_is_a_param(ran):
     study = ran
     all_parts = Study(dataclasses.replace(study.params, score_split="all"), progress=False)
-    assert study.scored_parts == ("train",) and all_parts.scored_parts == ("train", "test")
-    assert all_parts._score_key("byol", "dtd") != study._score_key("byol", "dtd")
-    cell = all_parts.score_cell("byol", "dtd")
+    assert scored_parts(study) == ("train",) and scored_parts(all_parts) == ("train", "test")
+    assert score_cell_key(all_parts, "byol", "dtd") != score_cell_key(study, "byol", "dtd")
+    cell = score_cell(all_parts, "byol", "dtd")
     both = [study.features("byol", "dtd", part) for part in ("train", "test")]
     expected = metrics.get("logme")(np.concatenate([b["features"] for b in both]).astype(np.float64),
                                     np.concatenate([b["labels"] for b in both]))
@@ -190,9 +191,9 @@ def test_paper_sweeps_plan_one_job_per_grid_point_and_a_final_per_seed(tmp_path,
     monkeypatch.setenv("PEDLIB_DATA", str(tmp_path / "no-data"))
     for name, n_models in (("paper-ssl", 12), ("paper-supervised", 11)):
         study = Study.load(ROOT / "params" / f"{name}.yaml", progress=False)
-        jobs = study.finetune_jobs()
+        jobs = study.finetuning.jobs()
         assert len(jobs) == n_models * 11 * (20 + 1)  # 4 learning rates x 5 weight decays + final
-        final = study.finetune_job(f"{study.models[0]}/voc2007/final-seed0")
+        final = study.finetuning.job(f"{study.models[0]}/voc2007/final-seed0")
         assert len(final.needs) == 20 and all(n.startswith(f"{study.models[0]}/voc2007/grid-") for n in final.needs)
     first = Study.load(ROOT / "params" / "paper-ssl.yaml", progress=False).models[0]
     # without the data the job plan still lists (nothing is checked against the data), says

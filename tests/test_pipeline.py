@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from pedlib import evaluate, metrics, records
+from pedlib.stages import extract as extract_stage, score as score_stage
+from pedlib.stages.score import cell_key as score_cell_key
 from pedlib.study import Study
 
 from conftest import ROOT, needs_assets, run_notebooks
@@ -65,9 +67,9 @@ def test_scores_are_what_the_metrics_give_on_the_cached_features(smoke):
     assert row.score.iloc[0] == metrics.get("logme")(train["features"].astype(np.float64), train["labels"])
     from pedlib import ped
     reference = smoke.features("cifar_resnet20", "digits", "reference")  # not used: source is cifar10
-    assert smoke.reference("cifar_resnet20", "digits", "source").shape[0] == p.reference.per_dataset
+    assert score_stage.reference(smoke, "cifar_resnet20", "digits", "source").shape[0] == p.reference.per_dataset
     moved = ped.score(train["features"], train["labels"], "gbc",
-                      smoke.reference("cifar_resnet20", "digits", "source"))
+                      score_stage.reference(smoke, "cifar_resnet20", "digits", "source"))
     row = scores[(scores.model == "cifar_resnet20") & (scores.dataset == "digits") & (scores.method == "gbc+ped")]
     assert row.score.iloc[0] == pytest.approx(moved, rel=1e-12)
     assert reference["features"].shape[1] == train["features"].shape[1]
@@ -96,7 +98,7 @@ def test_results_record_params_seed_versions_and_commit(smoke):
     record = records.read_record(smoke.output / "scores.csv")
     assert record["params"]["study"] == "smoke" and record["seed"] == 0
     assert record["versions"]["torch"] and "commit" in record["git"]
-    feature_record = records.read_record(smoke.feature_path("lenet5_clean", "lfw", "train"))
+    feature_record = records.read_record(extract_stage.feature_path(smoke, "lenet5_clean", "lfw", "train"))
     assert feature_record["inputs"]["weights"] == "models/mnist_lenet5_clean.pt"
 
 
@@ -119,21 +121,21 @@ def test_rerun_computes_nothing_and_an_interrupted_stage_resumes(smoke, monkeypa
     for cell in victims:
         records.record_path(cell).unlink()
     calls = []
-    original = Study.score_cell
+    original = score_stage.score_cell
 
-    def flaky(self, model, dataset):
+    def flaky(study, model, dataset):
         calls.append((model, dataset))
         if len(calls) == 2:
             raise KeyboardInterrupt("simulated interruption")
-        return original(self, model, dataset)
+        return original(study, model, dataset)
 
-    monkeypatch.setattr(Study, "score_cell", flaky)
+    monkeypatch.setattr(score_stage, "score_cell", flaky)
     with pytest.raises(KeyboardInterrupt):
         smoke.score()
-    monkeypatch.setattr(Study, "score_cell", original)
+    monkeypatch.setattr(score_stage, "score_cell", original)
     assert records.read_record(victims[0]) is not None and records.read_record(victims[1]) is None
     recomputed = []
-    monkeypatch.setattr(Study, "score_cell", lambda self, m, d: recomputed.append((m, d)) or original(self, m, d))
+    monkeypatch.setattr(score_stage, "score_cell", lambda study, m, d: recomputed.append((m, d)) or original(study, m, d))
     smoke.score()
     assert len(recomputed) == 1  # only the interrupted cell
     others = [c for c in cells if c not in victims]
@@ -149,8 +151,8 @@ def test_changed_params_invalidate_only_what_depends_on_them(smoke, tmp_path):
     changed.write_text(yaml.safe_dump(raw))
     other = Study.load(changed, progress=False)
     assert other.extract().cached.all()  # features do not depend on the metrics
-    key = other._score_key("lenet5_clean", "lfw")
-    assert key != smoke._score_key("lenet5_clean", "lfw")
+    key = score_cell_key(other, "lenet5_clean", "lfw")
+    assert key != score_cell_key(smoke, "lenet5_clean", "lfw")
 
 
 def test_executed_notebooks_keep_summaries_and_conclusions_not_progress_bars(smoke):
@@ -180,6 +182,8 @@ def test_report_is_one_html_file_that_opens_offline(smoke):
 
 RERUN = """
 import sys
+from pedlib.stages import extract as extract_stage, score as score_stage
+from pedlib.stages.score import cell_key as score_cell_key
 from pedlib.study import Study
 study = Study.load(sys.argv[1], progress=False)
 study.check_ports(); study.groundtruth(); study.extract(); study.score(); study.evaluate(); study.figures()

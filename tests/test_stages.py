@@ -13,6 +13,7 @@ import yaml
 
 from pedlib import plots, progress, scoring
 from pedlib.params import ParamsError
+from pedlib.stages import groundtruth as groundtruth_stage
 from pedlib.study import Study
 
 from conftest import ROOT, make_blobs, needs_assets
@@ -173,7 +174,7 @@ def test_saturated_scores_tie_exactly_whatever_their_last_bits():
     """Scores the score stage flags as saturated (at the metric's maximum) are tied before
     ranking, even when rounding put them further apart than TIE_RTOL; the others keep theirs."""
     from pedlib.evaluate import TIE_RTOL, weighted_tau
-    from pedlib.study import _tie_saturated
+    from pedlib.stages.evaluate import _tie_saturated
 
     scores = pd.DataFrame({"model": list("abcd"), "score": [9.0 - 3e-8, 9.0 + 2e-8, 7.5, 6.0],
                            "saturated": [True, True, False, False]})
@@ -201,7 +202,7 @@ def test_a_mean_and_its_interval_cover_the_same_targets(tmp_path, monkeypatch):
     accuracy = {"lfw": [0.99, 1.0, 0.97, 0.98, 0.96], "digits": [0.5, 0.9, 0.7, 0.6, 0.8]}
     truth = pd.DataFrame([dict(model=m, dataset=d, accuracy=accuracy[d][i])
                           for d in ("lfw", "digits") for i, m in enumerate(models)])
-    monkeypatch.setattr(Study, "accuracies", lambda self: {"finetune": truth})
+    monkeypatch.setattr(groundtruth_stage, "accuracies", lambda study: {"finetune": truth})
     score = {"lfw": [1.0] * 5, "digits": [0.2, 0.8, 0.9, 0.1, 0.5]}
     scores = pd.DataFrame([dict(model=m, dataset=d, metric="sfda", variant="plain", method="sfda",
                                 score=score[d][i], saturated=d == "lfw")

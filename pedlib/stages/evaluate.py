@@ -1,0 +1,137 @@
+"""Stage: per ground truth, pool, target and method, the weighted tau of the method's
+ranking (with bootstrap intervals for the plain and main-PED rankings) and the other
+correlations, plus the mean over targets; ``results/<study>/evaluation.csv``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .. import evaluate as correlations, metrics, records
+from . import groundtruth
+
+if TYPE_CHECKING:
+    from ..study import Study
+
+__all__ = ["evaluate", "paper_comparison"]
+
+_NUMERIC = ["weighted_tau", "kendall_tau", "pearson", "spearman", "top1_relative_accuracy"]
+
+
+def _tie_saturated(group: pd.DataFrame) -> pd.DataFrame:
+    """One (dataset, method)'s scores with every *saturated* score (flagged by the score stage:
+    within ``SATURATION_RTOL`` of the metric's maximum) set to the largest of them, so that they
+    tie exactly. Saturated scores differ only by rounding, and by more than ``TIE_RTOL`` from one
+    CPU instruction set to another (H-score + PED of C - 1 = 9 on MNIST-5k); ranking by those
+    bits would make the evaluation depend on the machine."""
+    flagged = group.saturated.astype(bool).to_numpy() if "saturated" in group else None
+    if flagged is None or not flagged.any():
+        return group
+    return group.assign(score=np.where(flagged, group.score[flagged].max(), group.score))
+
+
+def _evaluation_row(scores: dict, accuracies: dict, options: dict, interval: bool) -> dict:
+    return correlations.evaluation_row(scores, accuracies, interval=interval, **options)
+
+
+def _mean_interval(pairs: dict, options: dict) -> tuple[float, float]:
+    return correlations.bootstrap_mean_ci(pairs, **options)
+
+
+def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per ground truth, pool, dataset and method: weighted tau (with a bootstrap interval
+    over models for the plain and main-PED rankings) and the other correlations; plus the
+    mean over datasets, whose interval resamples models jointly across datasets
+    (:func:`pedlib.evaluate.bootstrap_mean_ci`). NaN scores (a metric that failed on a cell)
+    leave that model out of that ranking. Rows run in ``processes`` processes."""
+    if scores is None:
+        scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
+    ev = study.params.evaluation
+    accuracies = groundtruth.accuracies(study)
+    path = study.output / "evaluation.csv"
+    key = records.content_key("evaluation", records.content_key(scores.to_csv()),
+                              {name: records.content_key(t.to_csv()) for name, t in accuracies.items()},
+                              ev, study.params.pools, study.models, study.params.seed,
+                              records.code_version("evaluate", "stages.evaluate"))
+    if records.is_fresh(path, key):
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        if ev.paper_table:
+            paper_comparison(study, table)
+        return table
+    labels, jobs, means = [], [], {}
+    options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
+    groups = [(group_key, _tie_saturated(group))  # once, not once per ground truth and pool
+              for group_key, group in scores.groupby(["dataset", "method"], sort=False)]
+    for truth_name, truth in accuracies.items():
+        accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
+        for pool in study.params.pools:
+            members = set(study.pool(pool))
+            for (dataset, method), group in groups:
+                s = {r.model: r.score for r in group.itertuples()
+                     if r.model in members and (r.model, dataset) in accuracy and np.isfinite(r.score)}
+                if len(s) < ev.min_models:
+                    continue
+                a = {m: accuracy[(m, dataset)] for m in s}
+                first = group.iloc[0]
+                main = first.variant in ("plain", "ped")  # intervals for the main comparison only
+                labels.append(dict(groundtruth=truth_name, pool=pool, dataset=dataset, method=method,
+                                   metric=first.metric, variant=first.variant,
+                                   kind=metrics.info(first.metric).kind))
+                jobs.append((s, a))
+                if main:
+                    means.setdefault((truth_name, pool, method), {})[dataset] = (s, a)
+    rows = study.map(_evaluation_row, [(s, a, options, lab["variant"] in ("plain", "ped"))
+                                       for (s, a), lab in zip(jobs, labels)],
+                     desc="evaluate", unit="rankings", with_study=False)
+    table = pd.DataFrame([{**lab, **row} for lab, row in zip(labels, rows)])
+    if not table.empty:
+        numeric = [*_NUMERIC, *[c for c in table.columns if c.endswith("_recall")], "n_models"]
+        mean = (table.groupby(["groundtruth", "pool", "method", "metric", "variant", "kind"], sort=False)
+                [numeric].mean().reset_index().assign(dataset="mean"))
+        # the interval of a mean covers the targets the mean averages: a target whose
+        # ranking is undefined (every score tied, e.g. saturated) is left out of both
+        undefined = {(lab["groundtruth"], lab["pool"], lab["method"], lab["dataset"])
+                     for lab, row in zip(labels, rows) if not np.isfinite(row["weighted_tau"])}
+        means = {group: {d: pair for d, pair in pairs.items() if (*group, d) not in undefined}
+                 for group, pairs in means.items()}
+        intervals = study.map(_mean_interval, [(pairs, options) for pairs in means.values()]
+                              if ev.bootstrap else [], desc="evaluate (means)", unit="rankings",
+                              with_study=False)
+        bounds = dict(zip(means, intervals))
+        missing = (np.nan, np.nan)
+        mean["wtau_low"] = [bounds.get((r.groundtruth, r.pool, r.method), missing)[0] for r in mean.itertuples()]
+        mean["wtau_high"] = [bounds.get((r.groundtruth, r.pool, r.method), missing)[1] for r in mean.itertuples()]
+        table = pd.concat([table, mean], ignore_index=True)
+    records.write_csv(table, path)
+    records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
+    if ev.paper_table:
+        paper_comparison(study, table)
+    return table
+
+
+def paper_comparison(study: "Study", evaluation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Our weighted tau next to the paper's (``evaluation.paper_table``), per method and
+    dataset, with the difference and a mean row (over the datasets both have)."""
+    from ..groundtruth.published import load_published_wtau
+
+    if evaluation is None:
+        evaluation = pd.read_csv(study.output / "evaluation.csv", keep_default_na=False, na_values=[""])
+    paper = load_published_wtau(Path(study.params.root) / study.params.evaluation.paper_table)
+    truth = "published" if "published" in set(evaluation.groundtruth) else evaluation.groundtruth.iloc[0]
+    ours = evaluation[(evaluation.groundtruth == truth) & (evaluation.pool == "all")
+                      & (evaluation.dataset != "mean")][["method", "dataset", "weighted_tau"]]
+    table = ours.merge(paper, on=["method", "dataset"], how="outer", suffixes=("_ours", "_paper"))
+    table = table.rename(columns={"weighted_tau_ours": "ours", "weighted_tau_paper": "paper"})
+    table = table[table.method.isin(set(paper.method)) | table.method.isin([f"{m}+ped" for m in paper.method])]
+    table["difference"] = table.ours - table.paper
+    both = table.dropna(subset=["ours", "paper"])
+    mean = both.groupby("method", sort=False)[["ours", "paper", "difference"]].mean().reset_index()
+    table = pd.concat([table, mean.assign(dataset="mean")], ignore_index=True)
+    path = study.output / "paper_comparison.csv"
+    records.write_csv(table, path)
+    records.write_record(path, records.content_key(table.to_csv()), params=study.record_params(),
+                         seed=study.params.seed, inputs={"paper_table": study.params.evaluation.paper_table})
+    return table

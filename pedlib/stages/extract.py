@@ -1,0 +1,137 @@
+"""Stage: the features of every model on every target split and on PED's reference samples,
+cached by content under ``results/<study>/features/<model>/<dataset>-<part>.npz``
+(:mod:`pedlib.features`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .. import records
+from ..data.loader import chunk, decoded_batches
+from ..features import cached_features, extract_shared, feature_key
+from ..progress import progress
+from . import ports, variants
+
+if TYPE_CHECKING:
+    from ..study import Study
+
+__all__ = ["extract", "features", "feature_path", "feature_jobs", "key"]
+
+
+def feature_path(study: "Study", model: str, dataset: str, part: str) -> Path:
+    return study.output / "features" / model / f"{dataset}-{part}.npz"
+
+
+def key(study: "Study", model: str, dataset: str, part: str) -> str:
+    """The cache key of one feature file (:func:`pedlib.features.feature_key`)."""
+    return feature_key(study.spec(model), study.source(dataset), study.indices(dataset, part))
+
+
+def feature_jobs(study: "Study") -> list[tuple[str, str, str]]:
+    """(model, dataset, part) of every feature file the study needs, dataset-major: train
+    and test of every target, then the reference samples PED's settings use."""
+    jobs = [(model, dataset, part) for dataset in study.datasets for model in study.models
+            for part in ("train", "test")]
+    modes = {mode for _, mode, _ in variants.variants(study) if mode != "none"}
+    references = set()
+    if len(study.datasets) > 1:
+        for dataset in study.datasets:
+            for model in study.models:
+                for mode in modes:
+                    references.update((model, d, "reference") for d in variants.reference_sets(study, model, dataset, mode))
+    return jobs + sorted(references, key=lambda job: (job[1], job[0]))
+
+
+def features(study: "Study", model: str, dataset: str, part: str) -> dict:
+    """Features of ``model`` on ``dataset``'s ``part`` (train, test, reference), cached:
+    ``features`` (N, D) float32, ``labels``, ``indices``. :func:`extract` does many models
+    at once."""
+    return _features(study, model, dataset, part)[0]
+
+
+def _features(study: "Study", model: str, dataset: str, part: str) -> tuple[dict, bool]:
+    indices = study.indices(dataset, part)
+    with study.extraction_threads():
+        return cached_features(feature_path(study, model, dataset, part), study.spec(model),
+                               study.source(dataset), indices,
+                               backbone=lambda: study.backbone(model),
+                               images=lambda: _batches(study, dataset, indices),
+                               batch_size=study.params.extract.batch_size,
+                               progress=study.progress, params=study.record_params())
+
+
+def _batches(study: "Study", dataset: str, indices: np.ndarray):
+    """uint8 batches of ``dataset[indices]`` in ``extract.batch_size`` chunks: decoded on
+    the GPU when extraction runs on CUDA and the images are JPEG files, else by
+    ``extract.workers`` DataLoader processes (0: here)."""
+    ex = study.params.extract
+    return decoded_batches(study.source(dataset), chunk(indices, ex.batch_size), device=study.device,
+                           workers=ex.workers, gpu_decode=ex.gpu_decode)
+
+
+def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The features of every (model, dataset, part) the study needs (``parts``: only these
+    parts); returns one row per feature set (n, dim, cached, seconds).
+
+    Each (dataset, part) is decoded once and every model whose features are missing or
+    stale runs on each decoded batch (per-model caches and records as with
+    :func:`features`, and the same batches, so the same features); when every model is
+    fresh nothing is decoded. The ports are checked first (:func:`pedlib.stages.ports.check`,
+    cached): no feature of a port that disagrees with its original is ever computed.
+    """
+    ports.check(study)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for model, dataset, part in feature_jobs(study):
+        if parts is None or part in parts:
+            groups.setdefault((dataset, part), []).append(model)
+    rows, work = [], []
+    for (dataset, part), group in groups.items():
+        stale = [m for m in group if not records.is_fresh(feature_path(study, m, dataset, part),
+                                                          key(study, m, dataset, part))]
+        rows += [_row(study, m, dataset, part, cached=True, seconds=0.0) for m in group if m not in stale]
+        if stale:
+            work.append((dataset, part, tuple(stale)))
+    if study.params.extract.parallel and study.device.type == "cpu" and len(work) > 1:
+        # each (dataset, split) group in a worker process, on extract.threads threads there
+        timings = study.map(extract_group, work, desc="extract", unit="feature sets")
+    else:
+        timings = []
+        bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=study.progress)
+        try:
+            for dataset, part, stale in work:
+                bar.set_postfix_str(f"{dataset} {part}: {len(stale)} models")
+                timings.append(extract_group(study, dataset, part, stale))
+                bar.update()
+        finally:
+            bar.close()
+            study.release_backbones()
+    for (dataset, part, stale), seconds in zip(work, timings):
+        rows += [_row(study, m, dataset, part, cached=False, seconds=seconds) for m in stale]
+    order = {job: i for i, job in enumerate(feature_jobs(study))}
+    rows.sort(key=lambda r: order[(r["model"], r["dataset"], r["part"])])
+    return pd.DataFrame(rows)
+
+
+def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> float:
+    """Decode ``dataset``'s ``part`` once and extract ``models_`` from it (each cached with
+    its record); returns seconds per model. Runs here or in a worker process."""
+    source, indices = study.source(dataset), study.indices(dataset, part)
+    started = time.perf_counter()
+    with study.extraction_threads():
+        extract_shared([(feature_path(study, m, dataset, part), study.backbone(m)) for m in models_],
+                       source, indices, lambda rest: _batches(study, dataset, rest),
+                       batch_size=study.params.extract.batch_size, progress=study.progress,
+                       params=study.record_params())
+    return (time.perf_counter() - started) / len(models_)
+
+
+def _row(study: "Study", model: str, dataset: str, part: str, *, cached: bool, seconds: float) -> dict:
+    record = records.read_record(feature_path(study, model, dataset, part)) or {}
+    shape = record.get("shape") or [len(study.indices(dataset, part)), None]
+    return dict(model=model, dataset=dataset, part=part, n=shape[0], dim=shape[1], cached=cached,
+                seconds=round(seconds, 3))

@@ -1,0 +1,85 @@
+"""Stage: every ported model of the study against its original runtime
+(:mod:`pedlib.models.port_check`), cached with its inputs in ``results/<study>/ports.csv``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .. import assets, records
+from ..progress import notice, progress
+
+if TYPE_CHECKING:
+    from ..study import Study
+
+__all__ = ["PORT_TARGETS", "check", "ported_models", "key"]
+
+#: The targets the ports' agreement check draws its images from (the pocket targets).
+PORT_TARGETS = ("flowers12", "cifar10", "mnist5k", "digits", "lfw")
+
+_CODE = ("models.ports", "models.port_check", "models.tflite", "models.nets", "models.torch_backbone",
+         "data.images")
+
+
+def ported_models(study: "Study") -> list[str]:
+    """The study's models that are ports (none with ``ports: null``)."""
+    from ..models.ports import PORTS
+
+    return [m for m in study.models if m in PORTS] if study.params.ports is not None else []
+
+
+def image_indices(study: "Study") -> dict[str, np.ndarray]:
+    """A seeded sample of ``ports.images`` images spread evenly over the pocket targets."""
+    total = study.params.ports.images
+    sizes = [total // len(PORT_TARGETS) + (i < total % len(PORT_TARGETS)) for i in range(len(PORT_TARGETS))]
+    rng = np.random.default_rng([study.params.seed, 256])
+    chosen = {}
+    for target, size in zip(PORT_TARGETS, sizes):
+        n = len(study.source(target))
+        chosen[target] = np.sort(rng.choice(n, size=min(size, n), replace=False))
+    return chosen
+
+
+def key(study: "Study") -> str:
+    """What the check's table depends on: both files of every port, the images, the code."""
+    from ..models.ports import PORTS
+
+    manifest = assets.manifest()
+    return records.content_key(
+        "ports", [(m, manifest[PORTS[m].source].sha256, manifest[PORTS[m].reference].sha256)
+                  for m in ported_models(study)],
+        {t: (study.source(t).content_id, i.tolist()) for t, i in image_indices(study).items()},
+        records.code_version(*_CODE))
+
+
+def check(study: "Study") -> pd.DataFrame | None:
+    """Each ported model of the study against its original runtime on ``ports.images``
+    images of the pocket targets; cached. Raises :class:`~pedlib.models.ports.PortMismatch`
+    for a port that fails its bar. None when the study has no ported model or ``ports: null``."""
+    from ..models.port_check import assess, check_port, resize_for
+
+    names = ported_models(study)
+    if not names:
+        return None
+    path = study.output / "ports.csv"
+    fresh_key = key(study)
+    if records.is_fresh(path, fresh_key):
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    images = [study.source(t).load(i) for t, i in image_indices(study).items()]
+    rows = []
+    for name in progress(names, desc="port check", unit="models", enabled=study.progress):
+        batch = np.concatenate([resize_for(name, x) for x in images])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            rows.append(assess(check_port(name, batch, mirror=study.mirror), mirror=study.mirror))
+        for warning in caught:  # shown in the notebook and, as one line, in the terminal
+            warnings.warn(str(warning.message), warning.category, stacklevel=2)
+            notice(str(warning.message))
+    table = pd.DataFrame(rows)
+    records.write_csv(table, path)
+    records.write_record(path, fresh_key, params=study.record_params(), seed=study.params.seed,
+                         inputs={"targets": list(PORT_TARGETS), "images": int(len(table) and table.images[0])})
+    return table
