@@ -31,7 +31,7 @@ RUN_NB  = $(BIN)/python -m pedlib notebooks $(STUDY)
 # JupyterLab as root (containers, CI) needs --allow-root; headless, it prints its URL.
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help setup test bench lab reproduce report finetune groundtruth extract score evaluate figures notebooks
+.PHONY: help setup test bench bench-extract lab reproduce report finetune groundtruth extract score evaluate figures notebooks
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 14
@@ -52,6 +52,9 @@ test: setup  ## run the test suite (TEST_WORKERS=2 processes)
 
 bench: setup  ## print PED's cost relative to LogME, then wall time and peak memory of every metric
 	$(BIN)/python benchmarks/bench_metrics.py
+
+bench-extract: setup  ## extraction img/s of every pocket model: eager vs the frozen graph (one thread)
+	$(BIN)/python benchmarks/bench_extract.py
 
 lab: setup  ## start JupyterLab on the notebooks (open the URL it prints)
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 $(LAB_ROOT) notebooks/

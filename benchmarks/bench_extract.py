@@ -1,9 +1,17 @@
-"""Feature-extraction throughput: images per second of a torchvision architecture (random
-weights) at 224 px on generated images, on the CPU and, where available, on CUDA.
+"""Feature-extraction throughput on the CPU, one thread (as the pocket study extracts): each
+pocket model's eager path (channels-last) against its frozen TorchScript graph
+(``torch.jit.freeze`` + ``optimize_for_inference``), on generated images at the model's input
+size, batch 64, best of ``--repeats``; and the largest difference between the two paths'
+features, relative to the largest feature.
 
-    python benchmarks/bench_extract.py --arch resnet50 --images 10000 --batch-size 128
+    .venv/bin/python benchmarks/bench_extract.py
+    .venv/bin/python benchmarks/bench_extract.py --models mobilenet_v2_1.0_224 cifar_resnet20
+    .venv/bin/python benchmarks/bench_extract.py --arch resnet50   # a torchvision architecture, random weights
 
-Prints a Markdown table (device, images, seconds, images/s). This is issue 4's GPU check.
+Prints a Markdown table. The path each family takes is
+:data:`pedlib.models.torch_backbone.FROZEN_FAMILIES`, chosen from this table. Run it under
+`make`'s environment (``MALLOC_*`` and the AVX2 settings of the Makefile) to measure what
+the study runs: ``make bench-extract``.
 """
 
 from __future__ import annotations
@@ -13,47 +21,62 @@ import time
 
 import numpy as np
 import torch
-import torchvision
 
-from pedlib.models import ModelSpec
-from pedlib.models.hub import _Features, strip_classifier
-from pedlib.models.torch_backbone import TorchBackbone
+from pedlib.models import create_model, list_models
+from pedlib.models.torch_backbone import FROZEN_FAMILIES, TorchBackbone
 
 
-def backbone(arch: str, device: str):
+def _best_rate(backbone, images: np.ndarray, batch_size: int, repeats: int) -> tuple[float, np.ndarray]:
+    backbone.extract(images[:batch_size], batch_size=batch_size)  # warm-up: tracing, oneDNN primitives
+    best, features = np.inf, None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        features = backbone.extract(images, batch_size=batch_size)
+        best = min(best, time.perf_counter() - started)
+    return len(images) / best, features
+
+
+def _torchvision(arch: str):
+    import torchvision
+
+    from pedlib.models import ModelSpec
+    from pedlib.models.hub import _Features, strip_classifier
+
     net, dim = strip_classifier(torchvision.models.get_model(arch, weights=None))
     spec = ModelSpec(arch, "", "torch", 224, 3, "imagenet mean/std", "none", arch, True)
-    return TorchBackbone(spec, _Features(net, dim), device=device)
-
-
-def run(arch: str, device: str, images: np.ndarray, batch_size: int) -> float:
-    model = backbone(arch, device)  # channels-last + float16 autocast on CUDA (TorchBackbone)
-    model.extract(images[:batch_size], batch_size=batch_size)  # warm-up (cuDNN autotune, caches)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    model.extract(images, batch_size=batch_size)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+    return TorchBackbone(spec, _Features(net, dim))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", default="resnet50")
-    parser.add_argument("--images", type=int, default=10000)
-    parser.add_argument("--cpu-images", type=int, default=256, help="the CPU path is slow: fewer images")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--models", nargs="*", help="pocket model names (default: every PyTorch pocket model)")
+    parser.add_argument("--arch", help="a torchvision architecture (random weights) instead of the pocket models")
+    parser.add_argument("--images", type=int, default=192, help="images per measurement (default 192)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"| {args.arch} @224 | images | seconds | images/s |\n|---|---|---|---|")
-    for device in devices:
-        n = args.cpu_images if device == "cpu" else args.images
-        images = rng.integers(0, 256, size=(n, 224, 224, 3), dtype=np.uint8)
-        seconds = run(args.arch, device, images, args.batch_size)
-        name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-        print(f"| {name} | {n} | {seconds:.1f} | {n / seconds:.1f} |")
+    names = [args.arch] if args.arch else (args.models or list_models(zoo="pocket"))
+    print(f"CPU, {args.threads} thread(s), batch {args.batch_size}, {args.images} images, best of {args.repeats}\n")
+    print("| model | family | input | eager img/s | frozen img/s | frozen / eager | max rel. difference | study uses |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        make = (lambda: _torchvision(name)) if args.arch else (lambda: create_model(name))
+        eager, frozen = make(), make()
+        if not isinstance(eager, TorchBackbone):
+            continue
+        eager.inference, frozen.inference = "eager", "frozen"
+        spec = eager.spec
+        shape = (args.images, spec.input_size, spec.input_size) + ((3,) if spec.channels == 3 else (1,))
+        images = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        eager_rate, eager_features = _best_rate(eager, images, args.batch_size, args.repeats)
+        frozen_rate, frozen_features = _best_rate(frozen, images, args.batch_size, args.repeats)
+        difference = np.abs(frozen_features - eager_features).max() / max(np.abs(eager_features).max(), 1e-30)
+        uses = "frozen" if spec.family in FROZEN_FAMILIES else "eager"  # the study's "auto"
+        print(f"| {name} | {spec.family} | {spec.input_size} | {eager_rate:.0f} | {frozen_rate:.0f} | "
+              f"{frozen_rate / eager_rate:.2f} | {difference:.1e} | {uses} |", flush=True)
 
 
 if __name__ == "__main__":

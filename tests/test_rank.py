@@ -202,7 +202,7 @@ def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
     root = tmp_path / "images"
     for name in ("a", "b", "c"):
         (root / name).mkdir(parents=True)
-        for i in range(60):
+        for i in range(100):  # long enough that the interrupt lands mid-extraction on a busy machine
             Image.fromarray(rng.integers(0, 255, size=(40, 40, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
     command = [sys.executable, "-m", "pedlib", "rank", str(root), "--models", "cifar_resnet20",
                "--batch-size", "4", "--workers", "0", "--quiet"]
@@ -221,7 +221,7 @@ def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("pedlib rank: interrupted after ") and last.endswith("rerun to resume"), last
     done = int(last.split("interrupted after ")[1].split("/")[0])
-    assert 0 < done < 180
+    assert 0 < done < 300
 
     resumed = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

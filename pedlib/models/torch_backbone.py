@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
@@ -11,12 +12,18 @@ from torch import nn
 from ..data.images import to_model_input
 from ._spec import Backbone, ModelSpec
 
-__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "exact_float32"]
+__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "FROZEN_FAMILIES", "exact_float32"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Feature-extraction precisions: float32 (TF32 off), or autocast to bfloat16 / float16.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The model families whose CPU features come from the frozen graph (``TorchBackbone.inference``):
+#: chosen by ``benchmarks/bench_extract.py`` (docs/speed.md). The MobileNets run 1.0-1.2x faster
+#: alone and 1.1-1.5x with a second extraction process beside them (their many elementwise
+#: passes are fused); the CIFAR and MLPerf ResNets and the VWW MobileNet run 0.86-1.04x, so
+#: they stay eager; the LeNets' whole extraction takes under a second either way.
+FROZEN_FAMILIES: frozenset[str] = frozenset({"mobilenet"})
 
 
 @contextmanager
@@ -71,8 +78,24 @@ class TorchBackbone(Backbone):
             return exact_float32() if self.device.type == "cuda" else nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
+    #: How CPU inference runs: ``"eager"`` (the module, channels-last), ``"frozen"`` (a
+    #: TorchScript graph traced once, frozen and optimised for inference: oneDNN convolutions
+    #: with fused activations on blocked layouts) or ``"auto"``: frozen for the families of
+    #: :data:`FROZEN_FAMILIES`, chosen by measurement (``benchmarks/bench_extract.py``). The
+    #: two paths' features agree to ~1e-6 relative; each is the same on every run.
+    inference: str = "auto"
+
+    @property
+    def frozen(self) -> bool:
+        """Whether features come from the frozen graph (CPU float32 only)."""
+        chosen = self.spec.family in FROZEN_FAMILIES if self.inference == "auto" else self.inference == "frozen"
+        return chosen and self.device.type == "cpu" and PRECISIONS[self.precision] is None
+
     @torch.no_grad()
     def _features(self, images) -> np.ndarray:
+        if self.frozen:
+            x = self.preprocess(images, self.device).contiguous()
+            return self._frozen_graph(x)(x).numpy()
         # channels-last everywhere: oneDNN's fast layout on the CPU (2x for the MobileNets
         # on one core), cuDNN's on the GPU
         if not getattr(self, "_channels_last", False):
@@ -81,3 +104,25 @@ class TorchBackbone(Backbone):
         x = self.preprocess(images, self.device).contiguous(memory_format=torch.channels_last)
         with self.autocast():
             return self.module.features(x).float().cpu().numpy()
+
+    def _frozen_graph(self, example: torch.Tensor):
+        """The frozen, optimised graph of ``module.features`` (traced on the first batch; the
+        batch size may change afterwards)."""
+        if getattr(self, "_frozen", None) is None:
+            module = _FeaturesOf(self.module).eval().to(memory_format=torch.contiguous_format)
+            self._channels_last = False
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+                self._frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(module, example)))
+        return self._frozen
+
+
+class _FeaturesOf(nn.Module):
+    """``module.features`` as a module's forward (what tracing needs)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module.features(x)
