@@ -22,7 +22,7 @@
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-from pedlib import plots, summary
+from pedlib import summary
 from pedlib.study import Study
 
 # %% tags=["parameters"]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import warnings
 
-from . import evaluate, metrics, ped, statistics, validation
+from . import metrics, ped, statistics, validation
 
 __version__ = "0.1.0"
 __all__ = ["metrics", "ped", "evaluate", "validation", "statistics", "score", "__version__"]
 
-# Submodules with heavy dependencies (torch, pooch, matplotlib) load on first use:
+# Submodules with heavy dependencies (torch, pooch, matplotlib, scipy.stats) load on first use:
 # ``pedlib.assets.resolve(...)`` works after a plain ``import pedlib``.
-_LAZY = ("assets", "data", "models", "features", "groundtruth", "study", "select", "plots", "records",
+_LAZY = ("evaluate", "assets", "data", "models", "features", "groundtruth", "study", "select", "plots", "records",
          "scoring", "summary", "params", "cluster")
 
 

@@ -34,8 +34,8 @@ import torch
 from . import data, models, records, stages
 from .parallel import WorkerPool
 from .params import ParamsError, StudyParams, load_params
-from .stages import evaluate as evaluate_stage, extract as extract_stage, figures as figures_stage
-from .stages import groundtruth as groundtruth_stage, ports as ports_stage, score as score_stage
+from .stages import extract as extract_stage, groundtruth as groundtruth_stage, ports as ports_stage
+from .stages import score as score_stage
 from .stages.finetune import Finetuning
 
 __all__ = ["Study", "find_params"]
@@ -132,11 +132,15 @@ class Study:
 
     def evaluate(self, scores: pd.DataFrame | None = None) -> pd.DataFrame:
         """Stage 04 (:func:`pedlib.stages.evaluate.evaluate`)."""
-        return evaluate_stage.evaluate(self, scores)
+        from .stages import evaluate  # scipy.stats and matplotlib load only for the stages that draw on them
+
+        return evaluate.evaluate(self, scores)
 
     def figures(self) -> dict[str, Path]:
         """Stage 05 (:func:`pedlib.stages.figures.figures`)."""
-        return figures_stage.figures(self)
+        from .stages import figures
+
+        return figures.figures(self)
 
     @cached_property
     def finetuning(self) -> Finetuning:

@@ -6,11 +6,6 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..validation import check_features_labels, readable
@@ -56,6 +51,13 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, se
     if train.counts.min() < folds:
         raise ValueError(f"linear_probe: a class has {train.counts.min()} train samples; "
                          f"{folds}-fold cross-validation needs at least {folds}")
+    # sklearn is imported here: a process that never fits a probe (a fine-tuning job) skips it
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
     model = GridSearchCV(pipeline, {"logisticregression__C": list(Cs)}, scoring="accuracy",
                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed), refit=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture
 
 from .._stats import class_sums
 from ..validation import check_features_labels, readable
@@ -63,6 +61,9 @@ def nleep(features, labels, component_ratio: int = 5, seed: int = 0) -> float:
     if n_components > n:
         raise ValueError(f"N-LEEP needs at least component_ratio * n_classes = {n_components} samples; "
                          f"got {n}. Lower component_ratio")
+    from sklearn.decomposition import PCA  # here: importing sklearn costs every process ~0.5 s
+    from sklearn.mixture import GaussianMixture
+
     reduced = PCA(n_components=0.8, svd_solver=_pca_solver(n, d)).fit_transform(data.features)
     mixture = GaussianMixture(n_components=n_components, random_state=seed).fit(reduced)
     posteriors = mixture.predict_proba(reduced)  # P(z | x), (N, K)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
-from sklearn.decomposition import PCA
-from sklearn.model_selection import train_test_split
 
 from ..validation import check_features_labels, readable
 from ._registry import register
@@ -15,6 +12,8 @@ def stratified_subsample(codes: np.ndarray, max_samples: int, seed: int) -> np.n
     """Sorted indices of a seeded, class-stratified subsample of at most ``max_samples``."""
     if len(codes) <= max_samples:
         return np.arange(len(codes))
+    from sklearn.model_selection import train_test_split  # here: sklearn costs every process ~0.5 s
+
     chosen, _ = train_test_split(np.arange(len(codes)), train_size=max_samples,
                                  stratify=codes, random_state=seed)
     return np.sort(chosen)
@@ -71,6 +70,8 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     x, codes = data.features[chosen], data.codes[chosen]
     kept = min(int(n_dims), len(x) - 1)
     if x.shape[1] > kept:
+        from sklearn.decomposition import PCA
+
         x = PCA(n_components=kept, svd_solver="full").fit_transform(x)
     std = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
@@ -81,7 +82,9 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     if share in (0.0, 1.0):
         raise ValueError("PARC needs both same-class and different-class pairs: "
                          "at least one class must have 2 or more samples")
-    ranks = scipy.stats.rankdata(dissimilarity)
+    from scipy.stats import rankdata
+
+    ranks = rankdata(dissimilarity)
     # Pearson correlation of the ranks with a binary indicator, in closed form.
     covariance = (ranks * different).mean() - ranks.mean() * share
     correlation = covariance / (ranks.std() * np.sqrt(share * (1.0 - share)))
