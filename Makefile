@@ -44,11 +44,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
 	touch $@
 
-# Two pytest workers (pytest-xdist), each test file on one of them: a file's fixtures (the
-# smoke and paper studies run end to end) are made once. TEST_WORKERS=0 runs them in this process.
+# Two pytest workers (pytest-xdist), each test file on one of them, the long files first
+# (tests/conftest.py): a file's fixtures (the smoke and paper studies run end to end) are made
+# once. TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
 test: setup  ## run the test suite (TEST_WORKERS=2 processes)
-	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 bench: setup  ## print PED's cost relative to LogME, then wall time and peak memory of every metric
 	$(BIN)/python benchmarks/bench_metrics.py

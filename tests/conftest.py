@@ -48,3 +48,16 @@ def run_notebooks(project: Path, study: str, notebooks=PIPELINE) -> Path:
     params = project / "params" / f"{study}.yaml"
     run(str(params), notebooks, parameters={"progress": True})
     return project / "results" / study / "notebooks"
+
+
+#: Test files with tests of a minute or more, collected first and in this order: `make test`
+#: runs pytest-xdist with --dist loadfile --no-loadscope-reorder (each file on one worker, so
+#: a module fixture such as the smoke or paper study is made once, and the files go out in
+#: collection order), so the two workers start on the long files and the quick ones fill in.
+SLOW_FIRST = ("test_paper_study.py", "test_pipeline.py", "test_cluster.py", "test_benchmarks.py", "test_readme.py",
+              "test_rank.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: SLOW_FIRST.index(item.path.name) if item.path.name in SLOW_FIRST
+               else len(SLOW_FIRST))
