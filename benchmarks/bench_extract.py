@@ -9,7 +9,8 @@ features, relative to the largest feature.
     .venv/bin/python benchmarks/bench_extract.py --arch resnet50   # a torchvision architecture, random weights
 
 Prints a Markdown table. The path each family takes is
-:data:`pedlib.models.torch_backbone.FROZEN_FAMILIES`, chosen from this table. Run it under
+:data:`pedlib.models.torch_backbone.FROZEN_FAMILIES` (none: the first frozen batch, which builds
+the graph, costs more than a pocket extraction gains). Run it under
 `make`'s environment (``MALLOC_*`` and the AVX2 settings of the Makefile) to measure what
 the study runs: ``make bench-extract``.
 """
@@ -26,14 +27,17 @@ from pedlib.models import create_model, list_models
 from pedlib.models.torch_backbone import FROZEN_FAMILIES, TorchBackbone
 
 
-def _best_rate(backbone, images: np.ndarray, batch_size: int, repeats: int) -> tuple[float, np.ndarray]:
-    backbone.extract(images[:batch_size], batch_size=batch_size)  # warm-up: tracing, oneDNN primitives
+def _best_rate(backbone, images: np.ndarray, batch_size: int, repeats: int) -> tuple[float, np.ndarray, float]:
+    """(images per second, features, seconds of the first batch: tracing, oneDNN primitives)."""
+    started = time.perf_counter()
+    backbone.extract(images[:batch_size], batch_size=batch_size)
+    first = time.perf_counter() - started
     best, features = np.inf, None
     for _ in range(repeats):
         started = time.perf_counter()
         features = backbone.extract(images, batch_size=batch_size)
         best = min(best, time.perf_counter() - started)
-    return len(images) / best, features
+    return len(images) / best, features, first
 
 
 def _torchvision(arch: str):
@@ -60,8 +64,9 @@ def main():
     rng = np.random.default_rng(0)
     names = [args.arch] if args.arch else (args.models or list_models(zoo="pocket"))
     print(f"CPU, {args.threads} thread(s), batch {args.batch_size}, {args.images} images, best of {args.repeats}\n")
-    print("| model | family | input | eager img/s | frozen img/s | frozen / eager | max rel. difference | study uses |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | family | input | eager img/s | frozen img/s | frozen / eager | first frozen batch s "
+          "| max rel. difference | study uses |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         make = (lambda: _torchvision(name)) if args.arch else (lambda: create_model(name))
         eager, frozen = make(), make()
@@ -71,12 +76,12 @@ def main():
         spec = eager.spec
         shape = (args.images, spec.input_size, spec.input_size) + ((3,) if spec.channels == 3 else (1,))
         images = rng.integers(0, 256, size=shape, dtype=np.uint8)
-        eager_rate, eager_features = _best_rate(eager, images, args.batch_size, args.repeats)
-        frozen_rate, frozen_features = _best_rate(frozen, images, args.batch_size, args.repeats)
+        eager_rate, eager_features, _ = _best_rate(eager, images, args.batch_size, args.repeats)
+        frozen_rate, frozen_features, build = _best_rate(frozen, images, args.batch_size, args.repeats)
         difference = np.abs(frozen_features - eager_features).max() / max(np.abs(eager_features).max(), 1e-30)
         uses = "frozen" if spec.family in FROZEN_FAMILIES else "eager"  # the study's "auto"
         print(f"| {name} | {spec.family} | {spec.input_size} | {eager_rate:.0f} | {frozen_rate:.0f} | "
-              f"{frozen_rate / eager_rate:.2f} | {difference:.1e} | {uses} |", flush=True)
+              f"{frozen_rate / eager_rate:.2f} | {build:.1f} | {difference:.1e} | {uses} |", flush=True)
 
 
 if __name__ == "__main__":

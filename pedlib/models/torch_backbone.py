@@ -18,12 +18,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Feature-extraction precisions: float32 (TF32 off), or autocast to bfloat16 / float16.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: The model families whose CPU features come from the frozen graph (``TorchBackbone.inference``):
-#: chosen by ``benchmarks/bench_extract.py`` (docs/speed.md). The MobileNets run 1.0-1.2x faster
-#: alone and 1.1-1.5x with a second extraction process beside them (their many elementwise
-#: passes are fused); the CIFAR and MLPerf ResNets and the VWW MobileNet run 0.86-1.04x, so
-#: they stay eager; the LeNets' whole extraction takes under a second either way.
-FROZEN_FAMILIES: frozenset[str] = frozenset({"mobilenet"})
+#: The model families whose CPU features come from the frozen graph under ``inference="auto"``:
+#: none. ``benchmarks/bench_extract.py`` measures the frozen MobileNets 1.0-1.5x faster per
+#: image, but building the graph (trace, freeze, optimise) takes 3-10 s per MobileNet in every
+#: process that extracts; in the pocket study the 224-px MobileNets' gain (about 35 s on 01)
+#: was spent again on 02's small reference sets, and ``pedlib rank`` on a small folder got
+#: slower (docs/speed.md). ``inference="frozen"`` stays available for long extractions.
+FROZEN_FAMILIES: frozenset[str] = frozenset()
 
 
 @contextmanager
@@ -80,8 +81,8 @@ class TorchBackbone(Backbone):
 
     #: How CPU inference runs: ``"eager"`` (the module, channels-last), ``"frozen"`` (a
     #: TorchScript graph traced once, frozen and optimised for inference: oneDNN convolutions
-    #: with fused activations on blocked layouts) or ``"auto"``: frozen for the families of
-    #: :data:`FROZEN_FAMILIES`, chosen by measurement (``benchmarks/bench_extract.py``). The
+    #: with fused activations on blocked layouts; worth it for thousands of images per model
+    #: and process) or ``"auto"``: frozen for the families of :data:`FROZEN_FAMILIES`. The
     #: two paths' features agree to ~1e-6 relative; each is the same on every run.
     inference: str = "auto"
 
