@@ -8,9 +8,8 @@ features, relative to the largest feature.
     .venv/bin/python benchmarks/bench_extract.py --models mobilenet_v2_1.0_224 cifar_resnet20
     .venv/bin/python benchmarks/bench_extract.py --arch resnet50   # a torchvision architecture, random weights
 
-Prints a Markdown table. The path each family takes is
-:data:`pedlib.models.torch_backbone.FROZEN_FAMILIES` (none: the first frozen batch, which builds
-the graph, costs more than a pocket extraction gains). Run it under
+Prints a Markdown table. Every model extracts eagerly (``TorchBackbone.inference``): the first
+frozen batch, which builds the graph, costs more than a pocket extraction gains. Run it under
 `make`'s environment (``MALLOC_*`` and the AVX2 settings of the Makefile) to measure what
 the study runs: ``make bench-extract``.
 """
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from pedlib.models import create_model, list_models
-from pedlib.models.torch_backbone import FROZEN_FAMILIES, TorchBackbone
+from pedlib.models.torch_backbone import TorchBackbone
 
 
 def _best_rate(backbone, images: np.ndarray, batch_size: int, repeats: int) -> tuple[float, np.ndarray, float]:
@@ -65,8 +64,8 @@ def main():
     names = [args.arch] if args.arch else (args.models or list_models(zoo="pocket"))
     print(f"CPU, {args.threads} thread(s), batch {args.batch_size}, {args.images} images, best of {args.repeats}\n")
     print("| model | family | input | eager img/s | frozen img/s | frozen / eager | first frozen batch s "
-          "| max rel. difference | study uses |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| max rel. difference |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names:
         make = (lambda: _torchvision(name)) if args.arch else (lambda: create_model(name))
         eager, frozen = make(), make()
@@ -79,9 +78,8 @@ def main():
         eager_rate, eager_features, _ = _best_rate(eager, images, args.batch_size, args.repeats)
         frozen_rate, frozen_features, build = _best_rate(frozen, images, args.batch_size, args.repeats)
         difference = np.abs(frozen_features - eager_features).max() / max(np.abs(eager_features).max(), 1e-30)
-        uses = "frozen" if spec.family in FROZEN_FAMILIES else "eager"  # the study's "auto"
         print(f"| {name} | {spec.family} | {spec.input_size} | {eager_rate:.0f} | {frozen_rate:.0f} | "
-              f"{frozen_rate / eager_rate:.2f} | {build:.1f} | {difference:.1e} | {uses} |", flush=True)
+              f"{frozen_rate / eager_rate:.2f} | {build:.1f} | {difference:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,18 @@ from torch import nn
 from ..data.images import to_model_input
 from ._spec import Backbone, ModelSpec
 
-__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "FROZEN_FAMILIES", "exact_float32"]
+__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "INFERENCE", "exact_float32"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Feature-extraction precisions: float32 (TF32 off), or autocast to bfloat16 / float16.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: The model families whose CPU features come from the frozen graph under ``inference="auto"``:
-#: none. ``benchmarks/bench_extract.py`` measures the frozen MobileNets 1.0-1.5x faster per
-#: image, but building the graph (trace, freeze, optimise) takes 3-10 s per MobileNet in every
-#: process that extracts; in the pocket study the 224-px MobileNets' gain (about 35 s on 01)
-#: was spent again on 02's small reference sets, and ``pedlib rank`` on a small folder got
-#: slower (docs/speed.md). ``inference="frozen"`` stays available for long extractions.
-FROZEN_FAMILIES: frozenset[str] = frozenset()
+#: CPU inference paths (``TorchBackbone.inference``). Every model extracts ``"eager"``:
+#: ``benchmarks/bench_extract.py`` measures the frozen MobileNets 0.9-1.5x as fast per image,
+#: but building the graph (trace, freeze, optimise) takes 3-10 s per MobileNet in every process
+#: that extracts; in the pocket study that cost more than it gained, and ``pedlib rank`` on a
+#: small folder got slower (docs/speed.md). ``"frozen"`` stays available for long extractions.
+INFERENCE = ("eager", "frozen")
 
 
 @contextmanager
@@ -79,18 +78,19 @@ class TorchBackbone(Backbone):
             return exact_float32() if self.device.type == "cuda" else nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
-    #: How CPU inference runs: ``"eager"`` (the module, channels-last), ``"frozen"`` (a
-    #: TorchScript graph traced once, frozen and optimised for inference: oneDNN convolutions
-    #: with fused activations on blocked layouts; worth it for thousands of images per model
-    #: and process) or ``"auto"``: frozen for the families of :data:`FROZEN_FAMILIES`. The
-    #: two paths' features agree to ~1e-6 relative; each is the same on every run.
-    inference: str = "auto"
+    #: How CPU inference runs (:data:`INFERENCE`): ``"eager"`` (the module, channels-last) or
+    #: ``"frozen"`` (a TorchScript graph traced once, frozen and optimised for inference:
+    #: oneDNN convolutions with fused activations on blocked layouts; worth it for thousands of
+    #: images per model and process). The two paths' features agree to ~1e-6 relative; each
+    #: is the same on every run.
+    inference: str = "eager"
 
     @property
     def frozen(self) -> bool:
         """Whether features come from the frozen graph (CPU float32 only)."""
-        chosen = self.spec.family in FROZEN_FAMILIES if self.inference == "auto" else self.inference == "frozen"
-        return chosen and self.device.type == "cpu" and PRECISIONS[self.precision] is None
+        if self.inference not in INFERENCE:
+            raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
+        return self.inference == "frozen" and self.device.type == "cpu" and PRECISIONS[self.precision] is None
 
     @torch.no_grad()
     def _features(self, images) -> np.ndarray:
