@@ -16,14 +16,14 @@
 # %% [markdown]
 # # 05 · Figures and tables
 #
-# Everything in `figures/<study>/`, each with its caption (also in `figures/<study>/index.md`): weighted tau with and without PED, LogME's definition, score-vs-accuracy scatters, PED trajectories, sensitivity to nsigma and time_step, the ports' check, runtime.
+# Everything in `figures/<study>/`, in the study's order, each with its caption (also in `figures/<study>/index.md`): the headline weighted-tau figure and PED's effect, then every ground truth and pool, the reference ablation, LogME's definition, the ground truths, score-vs-accuracy scatters, sensitivity to nsigma and time_step, PED trajectories, the ports' check, runtime. Figures are PDF and PNG (`plots.formats`), the headline tables also LaTeX.
 
 # %%
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
 from pedlib import summary
-from pedlib.stages.figures import figure_index
+from pedlib.stages.figures import HEADLINE, figure_index
 from pedlib.study import Study
 
 # %% tags=["parameters"]
@@ -36,22 +36,26 @@ Markdown(f"**Study `{run.params.study}`**: {run.params.description}  \n{len(run.
 
 # %%
 written = run.figures()
-index = figure_index(run)
-index[['file', 'caption']]
+index = figure_index(run).set_index("name")
+Markdown("\n".join(f"- **{row.file}** ({', '.join(row.files[1:])}): {row.caption}" for row in index.itertuples()))
 
 # %% [markdown]
-# Main table: weighted tau of every method with and without PED, per target, against the first ground truth, all models.
+# The headline: does PED help? Weighted tau of every method without and with PED, against the first ground truth, all models.
 
 # %%
-main_table = index[index.name.str.startswith('wtau_') & ~index.name.str.startswith('wtau_bars')].iloc[0]
-display(Markdown(f"**{main_table.file}**: {main_table.caption}"), Markdown((run.figures_dir / main_table.file).read_text()))
+headline = index.loc[HEADLINE]
+display(Markdown(headline.caption), Image(filename=str(run.figures_dir / headline.file), metadata={"alt": headline.caption}))
+
+# %%
+main_table = index.loc[[n for n in index.index if n.startswith("wtau_") and not n.startswith("wtau_figure")][0]]
+display(Markdown(main_table.caption), Markdown((run.figures_dir / main_table.file).read_text()))
 
 # %% [markdown]
-# Every figure, with its caption.
+# Every other figure, in the study's order, with its caption (PDF beside each PNG in the figures folder).
 
 # %%
-for row in index[index.file.str.endswith('.png')].itertuples():
-    display(Markdown(f'**{row.file}**: {row.caption}'), Image(filename=str(run.figures_dir / row.file)))
+for row in index[index.file.str.endswith(".png") & (index.index != HEADLINE)].itertuples():
+    display(Markdown(f"**{row.file}**: {row.caption}"), Image(filename=str(run.figures_dir / row.file), metadata={"alt": row.caption}))
 
 # %%
 Markdown(summary.figures(index))

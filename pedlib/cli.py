@@ -24,7 +24,7 @@ Default: --metric {RECOMMENDED['metric']}, ranked {'with' if RECOMMENDED['ped'] 
 (both columns are always shown). Evidence: on the pocket study (17 models, 5 targets,
 figures/pocket/wtau_{{finetune,linear_probe}}_all.md) plain LogME has the best mean weighted
 Kendall's tau against both fine-tuning and the linear probe, and PED lowers it; see the
-README's results section.
+docs/study.md.
 
 --reference DIR: generic images (ImageFolder or CSV; labels unused), ideally from the models'
 pretraining distribution; PED standardises each model's features with them. Without it, PED

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.stats
 
 __all__ = ["weighted_tau", "kendall_tau", "pearson", "spearman", "top1_relative_accuracy",
-           "topk_recall", "correlations", "bootstrap_ci", "bootstrap_mean_ci", "evaluation_row", "align",
+           "topk_recall", "correlations", "bootstrap_ci", "bootstrap_mean_ci", "ped_effect", "evaluation_row", "align",
            "merge_ties", "TIE_RTOL", "weighted_tau_batch"]
 
 #: Relative tolerance under which two scores (or accuracies) are the same value.
@@ -222,6 +222,31 @@ def bootstrap_ci(scores: Mapping[str, float], accuracies: Mapping[str, float],
     return _percentile_interval(np.asarray(values, dtype=np.float64), level)
 
 
+def _joint_taus(targets: list[list[tuple[list, np.ndarray, np.ndarray]]], *, n_boot: int,
+                seed: int) -> np.ndarray:
+    """Weighted taus of every ranking of every target on ``n_boot`` joint resamples of models.
+
+    ``targets[t]`` lists target t's rankings as :func:`align` gives them (names, scores,
+    accuracies). One draw of models with replacement from the union of all targets' models
+    serves every target and ranking (a model is good or bad across targets, and two rankings
+    of one target are compared on the same models). Returns shape (n_boot, targets, rankings);
+    NaN where a ranking is undefined on a resample.
+    """
+    union = sorted(set().union(*(names for rankings in targets for names, _, _ in rankings)))
+    draws = np.random.default_rng(seed).integers(0, len(union), size=(n_boot, len(union)))
+    taus = np.empty((n_boot, len(targets), max(len(r) for r in targets)))
+    for t, rankings in enumerate(targets):
+        for r, (names, s, a) in enumerate(rankings):
+            where = {name: i for i, name in enumerate(names)}
+            picked = np.array([where.get(name, -1) for name in union])[draws]  # -1: a model it lacks
+            present = picked >= 0
+            # a resample with fewer than two distinct models of this target has no untied pair:
+            # weighted_tau_batch gives NaN there, which the callers skip
+            index = np.where(present, picked, 0)
+            taus[:, t, r] = weighted_tau_batch(s[index], a[index], present)
+    return taus
+
+
 def bootstrap_mean_ci(pairs: Mapping[str, tuple[Mapping[str, float], Mapping[str, float]]], *,
                       n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean weighted tau over several targets.
@@ -232,23 +257,56 @@ def bootstrap_mean_ci(pairs: Mapping[str, tuple[Mapping[str, float], Mapping[str
     targets' weighted taus on the drawn models they have. Resamples where a target's tau is
     undefined are skipped. Returns (low, high); NaNs if no resample was defined.
     """
-    aligned = [align(scores, accuracies) for scores, accuracies in pairs.values()]
+    aligned = [[align(scores, accuracies)] for scores, accuracies in pairs.values()]
     if not aligned:
         return float("nan"), float("nan")
-    union = sorted(set().union(*(names for names, _, _ in aligned)))
-    draws = np.random.default_rng(seed).integers(0, len(union), size=(n_boot, len(union)))
-    taus = []
-    for names, s, a in aligned:
-        where = {name: i for i, name in enumerate(names)}
-        picked = np.array([where.get(name, -1) for name in union])[draws]  # -1: a model it lacks
-        present = picked >= 0
-        # a resample with fewer than two distinct models of this target has no untied pair:
-        # weighted_tau_batch gives NaN there, which skips the resample below
-        index = np.where(present, picked, 0)
-        taus.append(weighted_tau_batch(s[index], a[index], present))
-    taus = np.stack(taus, axis=1)
+    taus = _joint_taus(aligned, n_boot=n_boot, seed=seed)[:, :, 0]
     defined = np.isfinite(taus).all(axis=1)
     return _percentile_interval(taus[defined].mean(axis=1), level)
+
+
+def ped_effect(triples: Mapping[str, tuple[Mapping[str, float], Mapping[str, float], Mapping[str, float]]], *,
+               n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """The change in weighted tau from one scoring to another, per target and on average,
+    with paired bootstrap intervals.
+
+    ``triples`` maps each target to (scores without PED, scores with PED, accuracies). Both
+    rankings of a target are taken on the models that both score; a target where either
+    ranking is undefined (e.g. every score tied) is left out of the mean. Intervals: percentile
+    bootstrap over models, the same draw for both rankings and, for the mean, for every target
+    (as :func:`bootstrap_mean_ci`); resamples where a difference is undefined are skipped.
+
+    Returns
+    -------
+    dict with ``per_target``: target -> (delta, low, high, n_models), and ``mean``:
+    (delta, low, high, n_targets). ``delta`` is ``wtau(with) - wtau(without)``.
+    """
+    aligned, per_target = {}, {}
+    for target, (without, with_, accuracies) in triples.items():
+        common = sorted(set(without) & set(with_) & set(accuracies))
+        if len(common) < 2:
+            per_target[target] = (float("nan"),) * 3 + (len(common),)
+            continue
+        pair = [align({m: without[m] for m in common}, {m: accuracies[m] for m in common}),
+                align({m: with_[m] for m in common}, {m: accuracies[m] for m in common})]
+        with np.errstate(all="ignore"):
+            delta = weighted_tau({m: with_[m] for m in common}, {m: accuracies[m] for m in common}) \
+                - weighted_tau({m: without[m] for m in common}, {m: accuracies[m] for m in common})
+        per_target[target] = (delta, float("nan"), float("nan"), len(common))
+        if np.isfinite(delta):
+            aligned[target] = pair
+    for target, pair in aligned.items():
+        taus = _joint_taus([pair], n_boot=n_boot, seed=seed)[:, 0]
+        low, high = _percentile_interval(taus[:, 1] - taus[:, 0], level)
+        per_target[target] = (per_target[target][0], low, high, per_target[target][3])
+    if not aligned:
+        return dict(per_target=per_target, mean=(float("nan"),) * 3 + (0,))
+    taus = _joint_taus(list(aligned.values()), n_boot=n_boot, seed=seed)
+    differences = taus[:, :, 1] - taus[:, :, 0]
+    defined = np.isfinite(differences).all(axis=1)
+    low, high = _percentile_interval(differences[defined].mean(axis=1), level)
+    mean = float(np.mean([per_target[t][0] for t in aligned]))
+    return dict(per_target=per_target, mean=(mean, low, high, len(aligned)))
 
 
 def evaluation_row(scores: Mapping[str, float], accuracies: Mapping[str, float], *, n_boot: int,

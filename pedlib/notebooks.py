@@ -181,24 +181,69 @@ def write_report(study: str, *, path: Path | None = None) -> Path:
     missing = [p.stem for p in executed if not p.is_file()]
     report = nbformat.v4.new_notebook()
     report.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    intro = (f"# Study `{run.params.study}`: report\n\n{run.params.description}\n\n"
-             f"The executed notebooks {', '.join(p.stem for p in present)}, as run by "
-             f"`make reproduce STUDY={run.params.study}`"
-             + (f"; not run yet: {', '.join(missing)}" if missing else "") + ".")
-    report.cells.append(nbformat.v4.new_markdown_cell(intro))
+    report.cells.append(nbformat.v4.new_markdown_cell(_report_front(run, present, missing)))
     for notebook_path in present:
         notebook = nbformat.read(notebook_path, as_version=4)
         report.cells.extend(c for c in notebook.cells if "parameters" not in c.get("metadata", {}).get("tags", [])
                             and "injected-parameters" not in c.get("metadata", {}).get("tags", []))
     for i, cell in enumerate(report.cells):
         cell.id = f"report-{i:03d}"
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
+        for output in cell.get("outputs", []):
+            _image_with_alt_text(output)
+    exporter = HTMLExporter(template_name="lab", embed_images=True, exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.mathjax_url = ""  # no formula needs it, and it would be fetched from the network
-    exporter.log.setLevel("ERROR")  # "alternative text is missing" for every plot
-    body, _ = exporter.from_notebook_node(report)
+    body, _ = exporter.from_notebook_node(
+        report, resources={"metadata": {"name": f"pedlib: the {run.params.study} study"}})
     # RequireJS only serves JavaScript widget outputs, which these notebooks do not have; its
     # tag would be the one thing the page fetches from the network.
     body = body.replace(f'<script src="{exporter.require_js_url}"></script>', "")
     target = Path(path) if path else run.output / "report.html"
     records.atomic_write(target, lambda tmp: tmp.write_text(body, encoding="utf-8"))
     return target
+
+
+def _report_front(run, present: list[Path], missing: list[str]) -> str:
+    """The report's first cell: the study, its headline figure with its caption, and the
+    evaluation's conclusion, before the notebooks that made them."""
+    import base64
+    import html
+
+    import pandas as pd
+
+    from . import summary
+    from .stages.figures import HEADLINE, figure_index
+
+    parts = [f"# The `{run.params.study}` study", run.params.description.strip(),
+             f"{len(run.models)} models; targets {', '.join(run.datasets)}."]
+    index = figure_index(run).set_index("name")
+    if HEADLINE in index.index and (run.figures_dir / index.loc[HEADLINE, "file"]).is_file():
+        caption = index.loc[HEADLINE, "caption"]
+        data = base64.b64encode((run.figures_dir / index.loc[HEADLINE, "file"]).read_bytes()).decode()
+        parts += ["## Does PED help?", f'<img src="data:image/png;base64,{data}" alt="{html.escape(caption)}" '
+                  'style="max-width: 100%">', f"*{caption}*"]
+    evaluation = run.output / "evaluation.csv"
+    if evaluation.is_file():
+        parts.append(summary.evaluation(pd.read_csv(evaluation, keep_default_na=False, na_values=[""])))
+    parts.append("The executed notebooks follow (" + ", ".join(p.stem for p in present) + "), as run by "
+                 f"`make reproduce STUDY={run.params.study}`"
+                 + (f"; not run yet: {', '.join(missing)}" if missing else "")
+                 + f". Every figure and table is in `{run.figures_dir.relative_to(run.params.root)}/`, "
+                 "listed with its caption in `index.md`.")
+    return "\n\n".join(part for part in parts if part)
+
+
+def _image_with_alt_text(output) -> None:
+    """Give a PNG output its alternative text: the ``alt`` its cell set (the figures
+    notebook sets each figure's caption), else a generic one. nbconvert writes no alt text of
+    its own for a PNG output."""
+    import html
+
+    data = output.get("data", {})
+    if "image/png" not in data:
+        return
+    alt = (output.get("metadata", {}).get("image/png", {}) or {}).get("alt") or "A figure of the study"
+    png = data["image/png"].replace("\n", "")
+    output["data"] = {"text/html": f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt)}" '
+                                   'style="max-width: 100%">'}
+

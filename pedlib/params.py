@@ -19,8 +19,8 @@ import yaml
 
 from .groundtruth.finetune import FinetuneConfig
 
-__all__ = ["ParamsError", "StudyParams", "SlurmParams", "DatasetParams", "GroundTruthParams", "LinearProbeParams",
-           "FinetuneParams", "ReferenceParams", "SensitivityParams", "EvaluationParams",
+__all__ = ["ParamsError", "StudyParams", "SlurmParams", "PlotParams", "DatasetParams", "GroundTruthParams",
+           "LinearProbeParams", "FinetuneParams", "ReferenceParams", "SensitivityParams", "EvaluationParams",
            "ExtractParams", "PortsParams", "load_params", "parse_params"]
 
 
@@ -182,6 +182,15 @@ class EvaluationParams:
 
 
 @dataclass(frozen=True)
+class PlotParams:
+    """How ``figures/<study>/`` is written: every figure in each of ``formats`` (PDF: vector,
+    fonts embedded; PNG at ``dpi``; SVG), byte-stable from run to run."""
+
+    formats: tuple[Literal["pdf", "png", "svg"], ...] = ("pdf", "png")
+    dpi: int = 300
+
+
+@dataclass(frozen=True)
 class StudyParams:
     """Everything a study run depends on (``params/<study>.yaml``)."""
 
@@ -201,6 +210,7 @@ class StudyParams:
     reference: ReferenceParams = field(default_factory=ReferenceParams)
     sensitivity: SensitivityParams | None = field(default_factory=SensitivityParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+    plots: PlotParams = field(default_factory=PlotParams)
     score_threads: int | None = 1  # BLAS threads while scoring (None: the library default)
     processes: int | None = None  # worker processes for independent cells (None: one per core)
     ports: PortsParams | None = field(default_factory=PortsParams)
@@ -370,6 +380,10 @@ def _validate(params: StudyParams, where: str) -> StudyParams:
     _check_names("metric", params.metrics, feature_metrics, f"{where}: metrics")
     _check_names("metric", params.metric_options, params.metrics, f"{where}: metric_options")
     _check_names("PED option", params.ped, ped.DEFAULTS, f"{where}: ped")
+    if not params.plots.formats or len(set(params.plots.formats)) < len(params.plots.formats):
+        _fail(where, f"plots.formats must name each of pdf, png, svg at most once, got {list(params.plots.formats)}")
+    if params.plots.dpi < 50:
+        _fail(where, f"plots.dpi must be at least 50, got {params.plots.dpi}")
     if params.sensitivity is not None:
         _check_names("metric", params.sensitivity.metrics, params.metrics, f"{where}: sensitivity.metrics")
         if not params.sensitivity.nsigma or not params.sensitivity.time_step:

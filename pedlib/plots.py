@@ -1,28 +1,31 @@
-"""The study's figures and tables (matplotlib; every function takes data frames and a path).
+"""The study's figures and tables (matplotlib; every function takes data frames).
 
-Each plot function draws one figure from the stage outputs and returns the matplotlib Figure;
-:func:`pedlib.stages.figures.figures` writes all of them, plus Markdown/CSV tables, for a study.
+Each plot function draws one figure from the stage outputs in the style of
+:mod:`pedlib.plotstyle` and returns the matplotlib Figure; each table function returns a
+DataFrame. :func:`pedlib.stages.figures.figures` writes all of them for a study: figures as
+PDF and PNG (:func:`save_figure`), tables as Markdown, CSV and, for a paper, LaTeX
+(:func:`save_table`, :func:`latex_table`).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: papermill and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from . import records
+from .groundtruth import label as truth_label
+from .plotstyle import COLUMN, PAGE, PED, PLAIN, class_styles, method_color, method_label, plt, save, style
 
-from . import records  # noqa: E402
-from .groundtruth import label as truth_label  # noqa: E402
+__all__ = ["wtau_table", "wtau_forest", "ped_effect_table", "ped_effect_forest", "score_scatter", "ped_trajectory",
+           "sensitivity_heatmap", "runtime_table", "runtime_bars", "logme_definition_table", "trajectory_models",
+           "models_ranked", "latex_table", "save_figure", "save_table"]
 
-__all__ = ["wtau_table", "wtau_bars", "score_scatter", "ped_trajectory", "sensitivity_heatmap",
-           "runtime_table", "runtime_bars", "logme_definition_table", "trajectory_models", "models_ranked", "save_figure",
-           "save_table"]
-
-_PLAIN, _PED = "#8c8c8c", "#d95f02"
+#: nsigma and time_step of the paper (Li et al., ICCV 2023), marked on the sensitivity map.
+PAPER_SETTING = (0.6, 0.1)
 
 
 def _rows(evaluation: pd.DataFrame, groundtruth: str, pool: str, variants=("plain", "ped")) -> pd.DataFrame:
@@ -31,11 +34,11 @@ def _rows(evaluation: pd.DataFrame, groundtruth: str, pool: str, variants=("plai
 
 
 def wtau_table(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool: str = "all",
-               variants=("plain", "ped")) -> pd.DataFrame:
-    """Weighted tau per method (rows) and dataset (columns, then ``mean``)."""
+               variants=("plain", "ped"), column: str = "weighted_tau") -> pd.DataFrame:
+    """Weighted tau (or ``column``, e.g. ``wtau_low``) per method (rows) and dataset (columns,
+    then ``mean``)."""
     rows = _rows(evaluation, groundtruth, pool, variants)
-    table = rows.pivot_table(index=["metric", "method"], columns="dataset", values="weighted_tau",
-                             sort=False)
+    table = rows.pivot_table(index=["metric", "method"], columns="dataset", values=column, sort=False)
     datasets = [d for d in dict.fromkeys(rows.dataset) if d != "mean"]
     return table.reindex(columns=datasets + (["mean"] if "mean" in table else [])).reset_index(level=0, drop=True)
 
@@ -46,72 +49,211 @@ def models_ranked(evaluation: pd.DataFrame, groundtruth: str, pool: str) -> int:
     return int(rows.n_models.max()) if len(rows) else 0
 
 
-def wtau_bars(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool: str = "all"):
-    """Weighted tau of each metric without (grey) and with PED (orange), one panel per target
-    and one for the mean over targets; error bars are the bootstrap intervals over models
-    (for the mean: models resampled jointly across targets). Baselines are hatched."""
+def _metric_order(rows: pd.DataFrame) -> list[str]:
+    """The metrics in the study's order, baselines last."""
+    kinds = rows.drop_duplicates("metric").set_index("metric").get("kind", pd.Series(dtype=str))
+    metrics = list(dict.fromkeys(rows.metric))
+    return [m for m in metrics if kinds.get(m) != "baseline"] + [m for m in metrics if kinds.get(m) == "baseline"]
+
+
+def _panels(n_panels: int, n_rows: int):
+    """A page-wide grid of panels sharing a y axis of ``n_rows`` methods (first at the top)."""
+    columns = n_panels if n_panels <= 3 else 3 if n_panels <= 6 else 4
+    lines = math.ceil(n_panels / columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(PAGE, lines * (0.15 * n_rows + 0.55) + 0.45),
+                             sharex=True, sharey=True, squeeze=False)
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    for ax in axes.flat[max(0, n_panels - columns):n_panels]:
+        ax.xaxis.set_tick_params(labelbottom=True)
+    return fig, list(axes.flat[:n_panels]), columns
+
+
+def _method_axis(ax, metrics: list[str], baselines: int) -> np.ndarray:
+    y = np.arange(len(metrics))[::-1].astype(float)
+    ax.set_yticks(y, [method_label(m) for m in metrics])
+    ax.set_ylim(-0.7, len(metrics) - 0.3)
+    if baselines and baselines < len(metrics):
+        ax.axhline(baselines - 0.5, color="0.6", linewidth=0.5, linestyle=":")
+    ax.axvline(0, color="0.6", linewidth=0.5, zorder=0)
+    ax.tick_params(axis="y", length=0)
+    return y
+
+
+def _finish_forest(fig, axes: list, xlabel: str, handles: list) -> None:
+    """The x label under the bottom panels, the legend under the figure, the layout."""
+    columns = 3 if len(axes) <= 6 else 4
+    for ax in axes[-min(len(axes), columns):]:
+        ax.set_xlabel(xlabel)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.05, 1, 1), h_pad=0.8, w_pad=0.6)
+
+
+def _marker(label: str, filled: bool = True, marker: str = "o"):
+    return plt.Line2D([], [], marker=marker, color="0.3", markerfacecolor="0.3" if filled else "white",
+                      linestyle="none", markersize=3.6, label=label)
+
+
+def _note(ax, y: float, text: str) -> None:
+    ax.text(0, y, text, ha="center", va="center", fontsize=6, color="0.35", style="italic")
+
+
+def _mean_title(covered: dict[str, int], n_targets: int) -> str:
+    """The mean panel's title; † marks the methods whose mean covers fewer targets."""
+    fewer = any(k < n_targets for k in covered.values())
+    return f"mean over {n_targets} targets" + (" (†: fewer)" if fewer else "")
+
+
+def wtau_forest(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", pool: str = "all",
+                scores: pd.DataFrame | None = None):
+    """Does PED help? Weighted tau of each method without (open) and with PED (filled), one
+    panel per target and one for the mean over targets, with the bootstrap intervals over
+    models (for the mean: models resampled jointly across targets).
+
+    Marked: a ranking whose scores all tie ("all scores tied": no ranking, left out of the
+    mean), one with no row (too few models scored), a ranking where some scores are saturated
+    (diamonds; ``scores`` needed), and a mean over fewer targets than the panel says (†).
+    """
     rows = _rows(evaluation, groundtruth, pool)
     datasets = list(dict.fromkeys(rows.dataset))
-    metrics = list(dict.fromkeys(rows.metric))
-    kinds = rows.drop_duplicates("metric").set_index("metric").get("kind", pd.Series(dtype=str))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(0.34 * len(metrics) * len(datasets) + 1.5, 3.6),
-                             sharey=True, squeeze=False)
-    x = np.arange(len(metrics))
-    for ax, dataset in zip(axes[0], datasets):
-        here = rows[rows.dataset == dataset].set_index(["metric", "variant"])
-        for offset, variant, color, label in ((-0.2, "plain", _PLAIN, "metric"),
-                                              (0.2, "ped", _PED, "metric + PED")):
-            values = np.array([here.weighted_tau.get((m, variant), np.nan) for m in metrics])
-            bars = ax.bar(x + offset, values, 0.4, color=color, label=label)
-            for bar, metric in zip(bars, metrics):
-                if kinds.get(metric) == "baseline":
-                    bar.set_hatch("//")
-                    bar.set_edgecolor("white")
-            if "wtau_low" in here:
-                low = np.array([here.wtau_low.get((m, variant), np.nan) for m in metrics])
-                high = np.array([here.wtau_high.get((m, variant), np.nan) for m in metrics])
-                # the interval itself, not value -/+ error: a percentile bootstrap interval
-                # need not contain the estimate (weighted tau over few, tied models)
-                shown = np.isfinite(low) & np.isfinite(high)
-                ax.vlines((x + offset)[shown], low[shown], high[shown], color="black", linewidth=0.6)
-                for end in (low, high):
-                    ax.scatter((x + offset)[shown], end[shown], marker="_", s=12, color="black", linewidths=0.6)
-        ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xticks(x, metrics, rotation=60, ha="right", fontsize=7)
-        ax.set_title("mean over targets" if dataset == "mean" else dataset, fontsize=9)
-        ax.set_ylim(-1.05, 1.05)
-    axes[0][0].set_ylabel(f"weighted tau vs {truth_label(groundtruth)}")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(f"Does PED help? {models_ranked(evaluation, groundtruth, pool)} models (pool {pool}); "
-                 "bars: 95% bootstrap CI over models; hatched: baselines", fontsize=9, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    targets = [d for d in datasets if d != "mean"]
+    metrics = _metric_order(rows)
+    baselines = int((rows.drop_duplicates("metric").set_index("metric").get("kind") == "baseline").sum()) \
+        if "kind" in rows else 0
+    saturated = set()
+    if scores is not None and "saturated" in scores:
+        flagged = scores[scores.saturated.astype(bool) & scores.variant.isin(["plain", "ped"])]
+        saturated = set(zip(flagged.dataset, flagged.metric, flagged.variant))
+    defined = rows[rows.dataset != "mean"].dropna(subset=["weighted_tau"])
+    covered = defined.groupby(["metric", "variant"]).dataset.nunique().groupby("metric").min().to_dict()
+    with style():
+        fig, axes, _ = _panels(len(datasets), len(metrics))
+        for ax, dataset in zip(axes, datasets):
+            here = rows[rows.dataset == dataset].set_index(["metric", "variant"])
+            y = _method_axis(ax, metrics, baselines)
+            for i, metric in enumerate(metrics):
+                color = method_color(metric)
+                shown = False
+                for offset, variant in ((0.17, "plain"), (-0.17, "ped")):
+                    if (metric, variant) not in here.index:
+                        continue
+                    row = here.loc[(metric, variant)]
+                    if not np.isfinite(row.weighted_tau):
+                        continue
+                    shown = True
+                    if np.isfinite(row.get("wtau_low", np.nan)):
+                        # the interval itself, not value -/+ error: a percentile bootstrap
+                        # interval need not contain the estimate (few, tied models)
+                        ax.hlines(y[i] + offset, row.wtau_low, row.wtau_high, color=color, linewidth=0.9)
+                    marker = "D" if (dataset, metric, variant) in saturated else "o"
+                    ax.plot(row.weighted_tau, y[i] + offset, marker=marker, markersize=3.6, color=color,
+                            markerfacecolor=color if variant == "ped" else "white", markeredgewidth=0.9)
+                if not shown:
+                    present = any((metric, v) in here.index for v in ("plain", "ped"))
+                    _note(ax, y[i], "all scores tied" if present else "too few models")
+                if dataset == "mean" and covered.get(metric, len(targets)) < len(targets):
+                    ax.text(1.0, y[i], f"† {covered.get(metric, 0)}", ha="left", va="center", fontsize=6,
+                            transform=ax.get_yaxis_transform())
+            n = int(here.n_models.max()) if len(here) else 0
+            ax.set_title(_mean_title(covered, len(targets)) if dataset == "mean" else f"{dataset} ({n} models)")
+            ax.set_xlim(-1.05, 1.05)
+            ax.set_xticks([-1, -0.5, 0, 0.5, 1], ["−1", "−0.5", "0", "0.5", "1"])
+        handles = [_marker("without PED", filled=False), _marker("with PED"),
+                   plt.Line2D([], [], color="0.3", linewidth=0.9, label="95% bootstrap CI over models")]
+        if saturated:
+            handles.append(_marker("some scores saturated (tied)", filled=False, marker="D"))
+        _finish_forest(fig, axes, f"weighted τ vs {truth_label(groundtruth)}", handles)
+    return fig
+
+
+def ped_effect_table(effect: pd.DataFrame, groundtruth: str, pool: str, column: str = "delta") -> pd.DataFrame:
+    """PED's effect (``delta``: weighted tau with PED minus without; or ``delta_low`` /
+    ``delta_high``) per metric (rows) and dataset (columns, then ``mean``)."""
+    rows = effect[(effect.groundtruth == groundtruth) & (effect.pool == pool)]
+    table = rows.pivot_table(index="metric", columns="dataset", values=column, sort=False, dropna=False)
+    datasets = [d for d in dict.fromkeys(rows.dataset) if d != "mean"]
+    return table.reindex(columns=datasets + (["mean"] if "mean" in table else []))
+
+
+def ped_effect_forest(effect: pd.DataFrame, groundtruth: str, pool: str):
+    """What PED changes: weighted tau with PED minus without per metric, one panel per target
+    and one for the mean, with paired bootstrap intervals over models; filled where the
+    interval excludes zero."""
+    rows = effect[(effect.groundtruth == groundtruth) & (effect.pool == pool)]
+    datasets = list(dict.fromkeys(rows.dataset))
+    targets = [d for d in datasets if d != "mean"]
+    metrics = _metric_order(rows)
+    baselines = int((rows.drop_duplicates("metric").kind == "baseline").sum())
+    covered = rows[rows.dataset == "mean"].set_index("metric").n_targets.to_dict()
+    low_all, high_all = rows.delta_low.min(), rows.delta_high.max()
+    span = max(0.1, abs(low_all) if np.isfinite(low_all) else 0, abs(high_all) if np.isfinite(high_all) else 0)
+    with style():
+        fig, axes, _ = _panels(len(datasets), len(metrics))
+        for ax, dataset in zip(axes, datasets):
+            here = rows[rows.dataset == dataset].set_index("metric")
+            y = _method_axis(ax, metrics, baselines)
+            for i, metric in enumerate(metrics):
+                if metric not in here.index or not np.isfinite(here.delta.get(metric)):
+                    _note(ax, y[i], "all scores tied" if metric in here.index else "too few models")
+                    continue
+                row = here.loc[metric]
+                color = method_color(metric)
+                excludes = np.isfinite(row.delta_low) and (row.delta_low > 0 or row.delta_high < 0)
+                if np.isfinite(row.delta_low):
+                    ax.hlines(y[i], row.delta_low, row.delta_high, color=color, linewidth=0.9)
+                ax.plot(row.delta, y[i], marker="o", markersize=3.6, color=color, markeredgewidth=0.9,
+                        markerfacecolor=color if excludes else "white")
+                if dataset == "mean" and covered.get(metric, len(targets)) < len(targets):
+                    ax.text(1.0, y[i], f"† {int(covered[metric])}", ha="left", va="center", fontsize=6,
+                            transform=ax.get_yaxis_transform())
+            n = int(here.n_models.max()) if len(here) else 0
+            ax.set_title(_mean_title(covered, len(targets)) if dataset == "mean" else f"{dataset} ({n} models)")
+            ax.set_xlim(-1.08 * span, 1.08 * span)
+        handles = [_marker("interval excludes 0"), _marker("interval includes 0", filled=False),
+                   plt.Line2D([], [], color="0.3", linewidth=0.9, label="95% paired bootstrap CI over models")]
+        _finish_forest(fig, axes, f"Δ weighted τ vs {truth_label(groundtruth)}", handles)
     return fig
 
 
 def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = "logme",
                   groundtruth: str = "linear probe"):
-    """Score (x) against ground-truth accuracy (y), one point per model, per target; top row
-    plain, bottom row with PED; the top-scored and the most accurate model are named."""
+    """Score (x) against ground-truth accuracy (y), one point per model; one row per target,
+    without PED (left) and with PED (right). The top-scored model is starred and the most
+    accurate ringed, and both are named under the panel (never over the points); saturated
+    scores (tied at the metric's maximum) are drawn as crosses and counted."""
     merged = scores[scores.metric == metric].merge(accuracies, on=["model", "dataset"])
     datasets = list(dict.fromkeys(merged.dataset))  # the targets the ground truth covers
-    fig, axes = plt.subplots(2, len(datasets), figsize=(3.0 * len(datasets), 5.8), squeeze=False)
-    for col, dataset in enumerate(datasets):
-        for row, (variant, color) in enumerate((("plain", _PLAIN), ("ped", _PED))):
-            ax = axes[row][col]
-            here = merged[(merged.dataset == dataset) & (merged.variant == variant)]
-            ax.scatter(here.score, here.accuracy, s=14, color=color)
-            named = pd.concat([here.nlargest(1, "score"), here.nlargest(1, "accuracy")]).drop_duplicates("model")
-            for item in named.itertuples():
-                ax.annotate(item.model, (item.score, item.accuracy), fontsize=6, xytext=(3, -8),
-                            textcoords="offset points", ha="right" if item.score >= here.score.median() else "left",
-                            annotation_clip=False)
-            ax.set_title(f"{dataset}: {metric}{' + PED' if variant == 'ped' else ''} (n={len(here)})", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.set_xlabel(f"{metric}{' + PED' if variant == 'ped' else ''} score", fontsize=7)
-            if col == 0:
-                ax.set_ylabel(f"{groundtruth} accuracy", fontsize=8)
-    fig.tight_layout()
+    color = method_color(metric)
+    with style():
+        fig, axes = plt.subplots(len(datasets), 2, figsize=(PAGE, 1.75 * len(datasets) + 0.2), squeeze=False)
+        for row, dataset in enumerate(datasets):
+            for col, variant in enumerate(("plain", "ped")):
+                ax = axes[row][col]
+                here = merged[(merged.dataset == dataset) & (merged.variant == variant)].dropna(subset=["score"])
+                flagged = here.saturated.astype(bool) if "saturated" in here else pd.Series(False, index=here.index)
+                ax.scatter(here.score[~flagged], here.accuracy[~flagged], s=12, color=color,
+                           facecolors=color if variant == "ped" else "white", linewidths=0.8, zorder=2)
+                ax.scatter(here.score[flagged], here.accuracy[flagged], s=14, color=color, marker="x",
+                           linewidths=0.8, zorder=2)
+                name = f"{method_label(metric)}{' + PED' if variant == 'ped' else ''}"
+                ax.set_title(f"{dataset}: {name} score (x), {len(here)} models")
+                ax.set_ylabel(f"{groundtruth} acc.")
+                ax.margins(0.12)
+                if here.empty:
+                    continue
+                top = here.loc[here.score.idxmax()]
+                best = here.loc[here.accuracy.idxmax()]
+                ax.scatter([top.score], [top.accuracy], marker="*", s=70, color="black", zorder=3)
+                ax.scatter([best.score], [best.accuracy], marker="o", s=70, facecolors="none", edgecolors="black",
+                           linewidths=0.8, zorder=3)
+                # the names go in the x label's place, which the layout keeps clear of everything
+                lines = [f"★ top-scored: {top.model}" + (f" (one of {int(flagged.sum())} tied)"
+                                                          if flagged.get(top.name, False) else ""),
+                         f"○ most accurate: {best.model}"]
+                if flagged.any():
+                    lines.append(f"× saturated: {int(flagged.sum())} models tied at the maximum")
+                ax.set_xlabel("\n".join(lines), fontsize=6, loc="left", labelpad=2)
+        fig.tight_layout(h_pad=1.0, w_pad=1.5)
     return fig
 
 
@@ -134,34 +276,51 @@ def ped_trajectory(result, features: np.ndarray, labels: np.ndarray, reference=N
     points = np.concatenate([before, after])
     low, high = np.percentile(points, 1, axis=0), np.percentile(points, 99, axis=0)
     margin = 0.08 * (high - low + 1e-12)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
-    cmap = plt.get_cmap("tab20")
+    looks = class_styles(path.shape[1])
     share = pca.explained_variance_ratio_
-    for ax, points_, name in ((axes[0], before, "before PED"), (axes[1], after, f"after PED ({result.steps} steps)")):
-        ax.scatter(points_[:, 0], points_[:, 1], c=[cmap(c % 20) for c in codes], s=4, alpha=0.35)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)", fontsize=8)
-        ax.set_xlim(low[0] - margin[0], high[0] + margin[0])
-        ax.set_ylim(low[1] - margin[1], high[1] + margin[1])
-    axes[0].set_ylabel(f"PC 2 ({share[1]:.0%} of variance)", fontsize=8)
-    for c in range(path.shape[1]):
-        color = cmap(c % 20)
-        axes[0].scatter(path[0, c, 0], path[0, c, 1], color=color, edgecolor="black", s=28,
-                        label=names[c] if c < len(names) else str(c))
-        axes[1].plot(path[:, c, 0], path[:, c, 1], color=color, linewidth=1.0)
-        axes[1].annotate("", xy=path[-1, c], xytext=path[0, c],
-                         arrowprops=dict(arrowstyle="->", color="black", linewidth=0.8))
-        axes[1].scatter(path[-1, c, 0], path[-1, c, 1], color=color, edgecolor="black", s=28)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=7, title="class",
-               title_fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    with style():
+        fig, axes = plt.subplots(1, 3, figsize=(PAGE, 2.7), gridspec_kw=dict(width_ratios=(1, 1, 1)))
+        for ax, points_, name in ((axes[0], before, "before PED"), (axes[1], after, f"after PED ({result.steps} steps)")):
+            for c, (color, marker) in enumerate(looks):
+                mine = codes == c
+                ax.scatter(points_[mine, 0], points_[mine, 1], color=color, marker=marker, s=4, alpha=0.45,
+                           linewidths=0)
+                ax.scatter(path[0 if ax is axes[0] else -1, c, 0], path[0 if ax is axes[0] else -1, c, 1],
+                           color=color, marker=marker, edgecolor="black", s=24, linewidths=0.5, zorder=3,
+                           label=(names[c] if c < len(names) else str(c)) if ax is axes[0] else None)
+            ax.set_title(name)
+            ax.set_xlim(low[0] - margin[0], high[0] + margin[0])
+            ax.set_ylim(low[1] - margin[1], high[1] + margin[1])
+        axes[1].sharey(axes[0])
+        axes[1].tick_params(labelleft=False)
+        # the class means alone, zoomed to their paths: each arrow is one class mean's displacement
+        for c, (color, marker) in enumerate(looks):
+            axes[2].plot(path[:, c, 0], path[:, c, 1], color=color, linewidth=1.0, zorder=2)
+            axes[2].scatter(path[0, c, 0], path[0, c, 1], color="white", marker=marker, edgecolor=color, s=22,
+                            linewidths=0.9, zorder=3)
+            axes[2].annotate("", xy=path[-1, c], xytext=path[-2, c] if path.shape[0] > 1 else path[0, c], zorder=4,
+                             arrowprops=dict(arrowstyle="-|>", color=color, linewidth=1.0, mutation_scale=8,
+                                             shrinkA=0, shrinkB=0))
+        axes[2].set_title("class means: before (open) → after")
+        axes[2].margins(0.12)
+        for ax in axes:
+            ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
+        axes[0].set_ylabel(f"PC 2 ({share[1]:.0%} of variance)")
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(6, path.shape[1]),
+                   title="class (large marker: its mean)", bbox_to_anchor=(0.5, 0.0))
+        if title:
+            fig.suptitle(title)
+        rows_of_legend = math.ceil(path.shape[1] / 6)
+        fig.tight_layout(rect=(0, 0.07 + 0.06 * rows_of_legend, 1, 1))
     return fig
 
 
 def sensitivity_heatmap(evaluation: pd.DataFrame, scores: pd.DataFrame, metric: str = "logme",
                         groundtruth: str = "linear_probe", pool: str = "all"):
-    """Mean weighted tau over targets for each (nsigma, time_step) of PED with ``metric``."""
+    """Mean weighted tau over targets for each (nsigma, time_step) of PED with ``metric``;
+    the paper's setting (:data:`PAPER_SETTING`) is outlined."""
+    from matplotlib.patches import Rectangle
+
     rows = evaluation[(evaluation.groundtruth == groundtruth) & (evaluation.pool == pool)
                       & (evaluation.metric == metric) & (evaluation.dataset == "mean")]
     settings = scores[(scores.metric == metric) & (scores.variant.str.startswith("ped:nsigma")
@@ -170,18 +329,30 @@ def sensitivity_heatmap(evaluation: pd.DataFrame, scores: pd.DataFrame, metric: 
     grid = rows.merge(settings, on="method").pivot_table(index="nsigma", columns="time_step",
                                                          values="weighted_tau")
     plain = rows[rows.variant == "plain"].weighted_tau
-    fig, ax = plt.subplots(figsize=(4.6, 3.6))
-    image = ax.imshow(grid.values, cmap="viridis", origin="lower", aspect="auto")
-    ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
-    ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
-    for (i, j), value in np.ndenumerate(grid.values):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white", fontsize=8)
-    ax.set_xlabel("time_step")
-    ax.set_ylabel("nsigma")
-    baseline = f"; without PED {plain.iloc[0]:.2f}" if len(plain) else ""
-    ax.set_title(f"{metric} + PED: mean weighted tau{baseline}", fontsize=9)
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
+    with style():
+        fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
+        image = ax.imshow(grid.values, cmap="viridis", origin="lower", aspect="auto")
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
+        for (i, j), value in np.ndenumerate(grid.values):
+            red, green, blue, _ = image.cmap(image.norm(value))
+            light = 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.45
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="black" if light else "white", fontsize=7)
+        paper = [(i, j) for i, nsigma in enumerate(grid.index) for j, step in enumerate(grid.columns)
+                 if np.isclose(nsigma, PAPER_SETTING[0]) and np.isclose(step, PAPER_SETTING[1])]
+        for i, j in paper:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#EE3377", linewidth=1.8))
+        ax.set_xlabel("time step")
+        ax.set_ylabel("nσ")
+        ax.spines[:].set_visible(False)
+        ax.tick_params(length=0)
+        baseline = f"; without PED {plain.iloc[0]:.2f}" if len(plain) else ""
+        ax.set_title(f"{method_label(metric)} + PED: mean weighted τ{baseline}"
+                     + ("\n(outlined: the paper's setting)" if paper else ""))
+        bar = fig.colorbar(image, ax=ax, fraction=0.06, pad=0.03)
+        bar.ax.tick_params(labelsize=6)
+        bar.outline.set_visible(False)
+        fig.tight_layout()
     return fig
 
 
@@ -193,32 +364,81 @@ def runtime_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def runtime_bars(scores: pd.DataFrame):
-    """:func:`runtime_table` as bars (log scale)."""
+    """:func:`runtime_table` as horizontal bars (log scale), one method per row."""
     table = runtime_table(scores)
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    x = np.arange(len(table))
-    ax.bar(x - 0.2, table.get("plain", np.nan), 0.4, color=_PLAIN, label="metric")
-    ax.bar(x + 0.2, table.get("ped", np.nan), 0.4, color=_PED, label="metric + PED")
-    ax.set_xticks(x, table.index, rotation=30)
-    ax.set_yscale("log")
-    ax.set_ylabel("median seconds per (model, target)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    with style():
+        fig, ax = plt.subplots(figsize=(COLUMN, 0.2 * len(table) + 0.75))
+        y = np.arange(len(table))[::-1].astype(float)
+        ax.barh(y + 0.19, table.get("plain", np.nan), 0.38, color=PLAIN, label="without PED")
+        ax.barh(y - 0.19, table.get("ped", np.nan), 0.38, color=PED, label="with PED")
+        ax.set_yticks(y, [method_label(m) for m in table.index])
+        ax.tick_params(axis="y", length=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("median seconds per (model, target)")
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
+        fig.tight_layout()
     return fig
 
 
-def save_figure(fig, path: Path, written: dict, name: str, caption: str = ""):
-    records.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format=path.suffix[1:]))
-    plt.close(fig)
-    written[name] = (path, caption)
+def latex_table(values: pd.DataFrame, low: pd.DataFrame | None = None, high: pd.DataFrame | None = None, *,
+                digits: int = 3, bold: str | None = "max", caption: str = "") -> str:
+    """``values`` as a LaTeX ``tabular`` with ``booktabs`` rules: rows and columns as they are
+    (method names readable), intervals ``[low, high]`` after each value where given, the
+    best value of each column (``bold``: ``"max"``, ``"min"`` or None) in bold, a true minus
+    sign, ``--`` for a missing value. ``caption`` goes in a comment line above the table."""
+    def number(value: float, places: int) -> str:
+        return "--" if not np.isfinite(value) else f"{value:.{places}f}".replace("-", "$-$")
+
+    if low is not None and high is not None:
+        low, high = (bound.reindex(index=values.index, columns=values.columns) for bound in (low, high))
+    cells = pd.DataFrame("", index=values.index, columns=values.columns)
+    for column in values.columns:
+        for index in values.index:
+            text = number(values.at[index, column], digits)
+            if low is not None and high is not None and text != "--":
+                lo, hi = low.at[index, column], high.at[index, column]
+                if np.isfinite(lo) and np.isfinite(hi):
+                    text += f" [{number(lo, 2)}, {number(hi, 2)}]"
+            cells.at[index, column] = text
+    props = pd.DataFrame("", index=values.index, columns=values.columns)
+    if bold:
+        for column in values.columns:
+            finite = values[column].astype(float)
+            if finite.notna().any():
+                best = finite.max() if bold == "max" else finite.min()
+                props.loc[np.isclose(finite, best) & finite.notna(), column] = "textbf:--rwrap;"
+    cells.index = [method_label(str(i)) for i in cells.index]
+    cells.columns.name = values.index.name or ""
+    styler = cells.style.apply(lambda _: props.set_axis(cells.index, axis=0), axis=None)
+    styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    tex = styler.to_latex(hrules=True, column_format="l" + "r" * len(cells.columns))
+    comment = "".join(f"% {line}\n" for line in caption.splitlines()) if caption else ""
+    return f"% requires \\usepackage{{booktabs}}\n{comment}{tex}"
+
+
+def save_figure(fig, stem: Path, written: dict, name: str, caption: str = "",
+                formats: Sequence[str] = ("pdf", "png"), dpi: int = 300) -> None:
+    """Write ``fig`` in each of ``formats`` (:func:`pedlib.plotstyle.save`) and list it in
+    ``written`` under ``name`` with its caption."""
+    written[name] = (save(fig, Path(stem), formats, dpi), caption)
 
 
 def save_table(frame: pd.DataFrame, stem: Path, written: dict, name: str, caption: str = "",
-                digits: int = 3):
-    records.write_csv(frame.reset_index() if frame.index.name else frame, stem.with_suffix(".csv"))
-    text = frame.round(digits).to_markdown()
-    records.atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(text + "\n"))
-    written[name] = (stem.with_suffix(".md"), caption)
+               digits: int = 3, latex: str | None = None, missing: str = "nan") -> None:
+    """Write ``frame`` as ``stem.csv`` and ``stem.md`` (and ``stem.tex`` when ``latex`` is
+    given, e.g. from :func:`latex_table`) and list it in ``written``. A missing value prints
+    as ``missing`` in the Markdown."""
+    paths = [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    records.write_csv(frame.reset_index() if frame.index.name else frame, paths[1])
+    shown = frame.round(digits)
+    if missing != "nan":
+        shown = shown.astype(object).where(shown.notna(), None)  # tabulate prints None as missingval
+    text = shown.to_markdown(missingval=missing)
+    records.atomic_write(paths[0], lambda tmp: tmp.write_text(text + "\n"))
+    if latex is not None:
+        paths.append(stem.with_suffix(".tex"))
+        records.atomic_write(paths[2], lambda tmp: tmp.write_text(latex))
+    written[name] = (paths, caption)
 
 
 def logme_definition_table(evaluation: pd.DataFrame, scores: pd.DataFrame, groundtruth: str,

@@ -29,7 +29,7 @@ __all__ = ["RECOMMENDED", "RankResult", "cluster_view", "load_images", "rank_mod
 log = logging.getLogger(__name__)
 
 #: The default (metric, PED) of ``pedlib rank``: the method with the best mean weighted tau
-#: against the linear probe over all models of the pocket study (figures/pocket/; README).
+#: against the linear probe over all models of the pocket study (figures/pocket/; docs/study.md).
 RECOMMENDED = {"metric": "logme", "ped": False}
 
 

@@ -5,6 +5,8 @@ so what a conclusion says is exactly what the table above it shows.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -169,6 +171,9 @@ def evaluation(table: pd.DataFrame, pool: str = "all") -> str:
 
 def figures(index: pd.DataFrame) -> str:
     """What the figures stage wrote."""
-    pngs = index[index.file.str.endswith(".png")]
-    return (f"**Conclusion.** {len(index)} figures and tables written ({len(pngs)} figures); "
-            "`index.md` in the same folder lists each with its caption.")
+    tables = index.file.str.endswith(".md")
+    formats = sorted({Path(f).suffix[1:].upper() for files in index.files[~tables] for f in files}) \
+        if "files" in index else ["PNG"]
+    return (f"**Conclusion.** {len(index)} figures and tables written: {int((~tables).sum())} figures "
+            f"({', '.join(formats)}) and {int(tables.sum())} tables; `index.md` in the same folder "
+            "lists each with its caption.")

@@ -5,6 +5,7 @@ provenance, and for caching: a rerun computes nothing; an interrupted stage resu
 """
 
 import dataclasses
+import html as html_module
 import json
 import os
 import re
@@ -49,7 +50,9 @@ def test_notebooks_write_every_stage_output(smoke):
     assert {p.stem for p in pngs} >= {"wtau_linear_probe_all", "scatter_logme", "sensitivity_logme",
                                       "runtime", "trajectory_lfw_best", "trajectory_lfw_worst"}
     index = (smoke.figures_dir / "index.md").read_text()
-    assert all(f"[{p.name}]({p.name}): " in index for p in pngs)  # every figure has a caption
+    assert all(f"- [{p.name}]({p.name}) ([PDF]({p.stem}.pdf)): " in index for p in pngs)  # caption and PDF twin
+    assert all(p.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-" for p in pngs)
+    assert (smoke.figures_dir / "wtau_linear_probe_all.tex").read_text().count("\\toprule") == 1
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
     table = (smoke.figures_dir / "wtau_linear_probe_all.md").read_text()
     assert "logme+ped" in table and "mean" in table
@@ -178,6 +181,14 @@ def test_report_is_one_html_file_that_opens_offline(smoke):
     assert html.count("data:image/png;base64") >= 5  # the figures are inside the file
     assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from the network
     assert "Conclusion" in html and "05 · Figures and tables" in html
+    assert "<title>pedlib: the smoke study</title>" in html
+    assert "Study.load(" not in html and "hl-ipython3" not in html  # the code is hidden
+    assert "No description has been provided" not in html
+    # the headline figure and the evaluation's conclusion come before the first notebook
+    assert html.index("Does PED help?") < html.index("01 · ") and html.index("Conclusion") < html.index("01 · ")
+    captions = {entry["caption"] for entry in records.read_record(smoke.figures_dir / "index.md")["inputs"].values()}
+    alts = {html_module.unescape(alt) for alt in re.findall(r'<img[^>]* alt="([^"]*)"', html)}
+    assert len(alts & captions) >= 5  # figures carry their captions
 
 
 RERUN = """

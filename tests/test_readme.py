@@ -16,10 +16,10 @@ from conftest import ROOT, SHARED_ASSETS, needs_assets
 README = (ROOT / "README.md").read_text()
 
 
-def _blocks(language: str) -> list[str]:
-    """The fenced blocks tagged ``language`` ("" for untagged), fences paired in order."""
+def _blocks(language: str, text: str = README) -> list[str]:
+    """The fenced blocks of ``text`` tagged ``language`` ("" for untagged), fences paired in order."""
     blocks, current, tag = [], None, None
-    for line in README.splitlines(keepends=True):
+    for line in text.splitlines(keepends=True):
         if line.startswith("```"):
             if current is None:
                 current, tag = [], line[3:].strip()
@@ -33,11 +33,19 @@ def _blocks(language: str) -> list[str]:
 
 
 def test_python_api_examples_run_verbatim(tmp_path):
-    code = "\n".join(block for block in _blocks("python"))
-    (tmp_path / "readme.py").write_text(code)
-    done = subprocess.run([sys.executable, str(tmp_path / "readme.py")], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    """Each page's Python blocks, in order, as one script (README.md, then every page of docs/)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    ran = 0
+    for page in pages:
+        code = "\n".join(_blocks("python", page.read_text()))
+        if not code:
+            continue
+        (tmp_path / f"{page.stem}.py").write_text(code)
+        done = subprocess.run([sys.executable, str(tmp_path / f"{page.stem}.py")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (page.name, done.stderr[-2000:])
+        ran += 1
+    assert ran >= 2
 
 
 @needs_assets
@@ -114,9 +122,19 @@ def test_every_relative_link_in_the_readme_and_docs_resolves():
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
             if re.match(r"[a-z]+:", target) or target.startswith("#"):
                 continue
-            if not (page.parent / target.split("#")[0]).exists():
+            path, _, anchor = target.partition("#")
+            if not (page.parent / path).exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
+            elif anchor and path.endswith(".md") and anchor not in _anchors(page.parent / path):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, broken
+
+
+def _anchors(page) -> set[str]:
+    """The anchors GitHub gives a Markdown page's headings (lower case, punctuation dropped,
+    spaces as hyphens)."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
 def _doc_commands() -> list[tuple[str, str]]:

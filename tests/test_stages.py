@@ -158,16 +158,16 @@ def test_the_evaluation_conclusion_counts_what_the_table_says():
     assert "Baseline **knn** (0.500) beats 1 of 2 metrics without PED and 1 with PED (sfda)" in text
 
 
-def test_weighted_tau_bars_draw_an_interval_that_excludes_its_estimate():
+def test_weighted_tau_figure_draws_an_interval_that_excludes_its_estimate():
     """A percentile bootstrap interval may lie wholly below the estimate (it did on the pocket
-    study); the bars show it as it is instead of failing on a negative error."""
+    study); the figure shows it as it is instead of failing on a negative error."""
     rows = [dict(groundtruth="finetune", pool="all", dataset=d, method=m + s, metric=m, variant=v,
                  kind="metric", weighted_tau=0.5, wtau_low=lo, wtau_high=hi, n_models=5)
             for d in ("digits", "mean") for m in ("logme", "sfda") for s, v in (("", "plain"), ("+ped", "ped"))
             for lo, hi in [((0.1, 0.4) if m == "logme" else (np.nan, np.nan))]]
-    fig = plots.wtau_bars(pd.DataFrame(rows), "finetune", "all")
+    fig = plots.wtau_forest(pd.DataFrame(rows), "finetune", "all")
     segments = [seg for ax in fig.axes for coll in ax.collections for seg in getattr(coll, "get_segments", list)()]
-    assert any(np.allclose(sorted(seg[:, 1]), [0.1, 0.4]) for seg in segments)
+    assert any(np.allclose(sorted(seg[:, 0]), [0.1, 0.4]) for seg in segments)
 
 
 def test_saturated_scores_tie_exactly_whatever_their_last_bits():

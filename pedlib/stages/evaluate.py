@@ -16,7 +16,7 @@ from . import groundtruth
 if TYPE_CHECKING:
     from ..study import Study
 
-__all__ = ["evaluate", "paper_comparison"]
+__all__ = ["evaluate", "ped_effect", "paper_comparison"]
 
 _NUMERIC = ["weighted_tau", "kendall_tau", "pearson", "spearman", "top1_relative_accuracy"]
 
@@ -60,6 +60,7 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
         if ev.paper_table:
             paper_comparison(study, table)
+        ped_effect(study, scores)
         return table
     labels, jobs, means = [], [], {}
     options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
@@ -109,6 +110,71 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
     records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
     if ev.paper_table:
         paper_comparison(study, table)
+    ped_effect(study, scores)
+    return table
+
+
+def _ped_effect_rows(triples: dict, options: dict) -> dict:
+    return correlations.ped_effect(triples, **options)
+
+
+def ped_effect(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What PED changes: per ground truth, pool, metric and target, the weighted tau with PED
+    minus without, on the models both score, with a paired bootstrap interval over models;
+    plus the mean over the targets where both rankings are defined (models resampled jointly
+    across targets). ``results/<study>/ped_effect.csv``
+    (:func:`pedlib.evaluate.ped_effect`)."""
+    if scores is None:
+        scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
+    ev = study.params.evaluation
+    accuracies = groundtruth.accuracies(study)
+    path = study.output / "ped_effect.csv"
+    key = records.content_key("ped_effect", records.content_key(scores.to_csv()),
+                              {name: records.content_key(t.to_csv()) for name, t in accuracies.items()},
+                              ev, study.params.pools, study.models, study.params.seed,
+                              records.code_version("evaluate", "stages.evaluate"))
+    if records.is_fresh(path, key):
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    main = scores[scores.variant.isin(["plain", "ped"])]
+    tied = {k: _tie_saturated(g) for k, g in main.groupby(["dataset", "method"], sort=False)}
+    per_metric = {}
+    for (dataset, _), group in tied.items():
+        first = group.iloc[0]
+        per_metric.setdefault(first.metric, {}).setdefault(dataset, {})[first.variant] = group
+    labels, jobs = [], []
+    for truth_name, truth in accuracies.items():
+        accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
+        for pool in study.params.pools:
+            members = set(study.pool(pool))
+            for metric, datasets in per_metric.items():
+                triples = {}
+                for dataset, variants in datasets.items():
+                    if not {"plain", "ped"} <= set(variants):
+                        continue
+                    plain, ped = ({r.model: r.score for r in variants[v].itertuples()
+                                   if r.model in members and (r.model, dataset) in accuracy and np.isfinite(r.score)}
+                                  for v in ("plain", "ped"))
+                    if len(set(plain) & set(ped)) >= ev.min_models:
+                        triples[dataset] = (plain, ped, {m: accuracy[(m, dataset)] for m in set(plain) | set(ped)})
+                if triples:
+                    labels.append(dict(groundtruth=truth_name, pool=pool, metric=metric,
+                                       kind=metrics.info(metric).kind))
+                    jobs.append(triples)
+    options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
+    results = study.map(_ped_effect_rows, [(triples, options) for triples in jobs], desc="PED effect",
+                        unit="metrics", with_study=False)
+    rows = []
+    for label, result in zip(labels, results):
+        for dataset, (delta, low, high, n) in result["per_target"].items():
+            rows.append(dict(label, dataset=dataset, delta=delta, delta_low=low, delta_high=high, n_models=n,
+                             n_targets=1))
+        delta, low, high, n = result["mean"]
+        rows.append(dict(label, dataset="mean", delta=delta, delta_low=low, delta_high=high,
+                         n_models=max((r[3] for r in result["per_target"].values()), default=0), n_targets=n))
+    table = pd.DataFrame(rows, columns=["groundtruth", "pool", "metric", "kind", "dataset", "delta", "delta_low",
+                                        "delta_high", "n_models", "n_targets"])
+    records.write_csv(table, path)
+    records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
     return table
 
 
