@@ -33,6 +33,20 @@ def _tie_saturated(group: pd.DataFrame) -> pd.DataFrame:
     return group.assign(score=np.where(flagged, group.score[flagged].max(), group.score))
 
 
+def _inputs(study: "Study", scores: pd.DataFrame | None, name: str):
+    """(scores, accuracies, ``results/<study>/<name>.csv``, its key) of an evaluation table:
+    it depends on the scores, the ground truths, the evaluation settings, the pools, the
+    models, the seed and this code."""
+    if scores is None:
+        scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
+    accuracies = groundtruth.accuracies(study)
+    key = records.content_key(name, records.content_key(scores.to_csv()),
+                              {n: records.content_key(t.to_csv()) for n, t in accuracies.items()},
+                              study.params.evaluation, study.params.pools, study.models, study.params.seed,
+                              records.code_version("evaluate", "stages.evaluate"))
+    return scores, accuracies, study.output / f"{name}.csv", key
+
+
 def _evaluation_row(scores: dict, accuracies: dict, options: dict, interval: bool) -> dict:
     return correlations.evaluation_row(scores, accuracies, interval=interval, **options)
 
@@ -47,15 +61,8 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
     mean over datasets, whose interval resamples models jointly across datasets
     (:func:`pedlib.evaluate.bootstrap_mean_ci`). NaN scores (a metric that failed on a cell)
     leave that model out of that ranking. Rows run in ``processes`` processes."""
-    if scores is None:
-        scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
+    scores, accuracies, path, key = _inputs(study, scores, "evaluation")
     ev = study.params.evaluation
-    accuracies = groundtruth.accuracies(study)
-    path = study.output / "evaluation.csv"
-    key = records.content_key("evaluation", records.content_key(scores.to_csv()),
-                              {name: records.content_key(t.to_csv()) for name, t in accuracies.items()},
-                              ev, study.params.pools, study.models, study.params.seed,
-                              records.code_version("evaluate", "stages.evaluate"))
     if records.is_fresh(path, key):
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
         if ev.paper_table:
@@ -124,15 +131,8 @@ def ped_effect(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFra
     plus the mean over the targets where both rankings are defined (models resampled jointly
     across targets). ``results/<study>/ped_effect.csv``
     (:func:`pedlib.evaluate.ped_effect`)."""
-    if scores is None:
-        scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
+    scores, accuracies, path, key = _inputs(study, scores, "ped_effect")
     ev = study.params.evaluation
-    accuracies = groundtruth.accuracies(study)
-    path = study.output / "ped_effect.csv"
-    key = records.content_key("ped_effect", records.content_key(scores.to_csv()),
-                              {name: records.content_key(t.to_csv()) for name, t in accuracies.items()},
-                              ev, study.params.pools, study.models, study.params.seed,
-                              records.code_version("evaluate", "stages.evaluate"))
     if records.is_fresh(path, key):
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
     main = scores[scores.variant.isin(["plain", "ped"])]
