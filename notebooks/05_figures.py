@@ -44,7 +44,8 @@ Markdown("\n".join(f"- **{row.file}** ({', '.join(row.files[1:])}): {row.caption
 
 # %%
 headline = index.loc[HEADLINE]
-display(Markdown(headline.caption), Image(filename=str(run.figures_dir / headline.file), metadata={"alt": headline.caption}))
+shown = headline.file.endswith(".png")  # plots.formats without png: the files are listed above
+display(Markdown(headline.caption), Image(filename=str(run.figures_dir / headline.file), metadata={"alt": headline.caption}) if shown else Markdown(f"`{headline.file}`"))
 
 # %%
 main_table = index.loc[[n for n in index.index if n.startswith("wtau_") and not n.startswith("wtau_figure")][0]]
