@@ -114,3 +114,55 @@ def test_an_interrupted_shared_extraction_resumes_on_the_same_batches(tmp_path):
                            batch_size=8, progress=False)
     np.testing.assert_array_equal(resumed[0]["features"], whole[0]["features"])
     assert not (tmp_path / "lenet5_clean.npz.partial.npz").exists()
+
+
+@needs_assets
+def test_parallel_extraction_hands_out_the_largest_groups_first_and_keeps_each_groups_time(tmp_path, monkeypatch):
+    """Worker processes take groups in submission order: the largest (images x input pixels
+    of its models) go first, so that no process is left alone with a long one at the end;
+    each row still gets its own group's seconds."""
+    (tmp_path / "params").mkdir()
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    raw["models"] = ["mobilenet_v1_0.25_128", "lenet5_clean"]
+    raw["extract"] = {"batch_size": 32, "threads": 1, "parallel": True}
+    (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
+    study = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
+    submitted, pool_map = [], study.map
+
+    def in_order(function, jobs, **options):  # the pool's queue of groups, run here in its order
+        if function is not extract_stage.extract_group:
+            return pool_map(function, jobs, **options)
+        submitted.extend(jobs)
+        return [function(study, *job) * 0 + position for position, job in enumerate(jobs, 1)]
+
+    monkeypatch.setattr(study, "map", in_order)
+    summary = study.extract()
+    pixels = {"mobilenet_v1_0.25_128": 128 ** 2, "lenet5_clean": 28 ** 2}
+    work = [len(study.indices(d, p)) * sum(pixels[m] for m in models) for d, p, models in submitted]
+    groups = {(dataset, part) for _, dataset, part in extract_stage.feature_jobs(study)}
+    assert sorted((d, p) for d, p, _ in submitted) == sorted(groups)  # references too, one queue
+    assert {p for _, p in groups} == {"train", "test", "reference"}
+    assert work == sorted(work, reverse=True) and work[0] > work[-1]
+    for position, (dataset, part, models) in enumerate(submitted, 1):
+        rows = summary[(summary.dataset == dataset) & (summary.part == part)]
+        assert sorted(rows.model) == sorted(models) and (rows.seconds == position).all()
+
+
+@needs_assets
+def test_the_linear_probe_stage_extracts_every_feature_set_in_its_one_pass(tmp_path):
+    """Stage 01 needs only train and test features, but the study's reference samples join
+    the same queue: stage 02 then finds everything cached."""
+    from pedlib import records
+    from pedlib.stages import groundtruth
+
+    (tmp_path / "params").mkdir()
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    raw["models"] = ["mlperf_resnet8", "lenet5_clean"]
+    (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
+    study = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
+    groundtruth.linear_probe(study)
+    jobs = extract_stage.feature_jobs(study)
+    assert any(part == "reference" for _, _, part in jobs)
+    assert all(records.is_fresh(extract_stage.feature_path(study, *job), extract_stage.key(study, *job))
+               for job in jobs)
+    assert study.extract().cached.all()

@@ -97,8 +97,13 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
         if stale:
             work.append((dataset, part, tuple(stale)))
     if study.params.extract.parallel and study.device.type == "cpu" and len(work) > 1:
-        # each (dataset, split) group in a worker process, on extract.threads threads there
-        timings = study.map(extract_group, work, desc="extract", unit="feature sets")
+        # each (dataset, split) group in a worker process, on extract.threads threads there;
+        # the largest first, so that no process is left with a long group at the end
+        order = sorted(range(len(work)), key=lambda i: -_cost(study, *work[i]))
+        done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets")
+        timings = [0.0] * len(work)
+        for i, seconds in zip(order, done):
+            timings[i] = seconds
     else:
         timings = []
         bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=study.progress)
@@ -115,6 +120,12 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
     order = {job: i for i, job in enumerate(feature_jobs(study))}
     rows.sort(key=lambda r: order[(r["model"], r["dataset"], r["part"])])
     return pd.DataFrame(rows)
+
+
+def _cost(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> int:
+    """A group's work in input pixels (images x each model's input area): an estimate that
+    orders the groups; the 224-px models dominate it as they dominate the time."""
+    return len(study.indices(dataset, part)) * sum(study.spec(m).input_size ** 2 for m in models_)
 
 
 def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> float:

@@ -60,12 +60,16 @@ def linear_probe_key(study: "Study") -> str:
 
 def linear_probe(study: "Study") -> pd.DataFrame:
     """Linear-probe accuracy of every model on every target (cached per cell and as a
-    table); the cells run in ``processes`` processes."""
+    table); the cells run in ``processes`` processes.
+
+    The probes need the train and test features; every other feature set the study needs
+    (PED's reference samples) is extracted in the same pass, so that the worker processes
+    share one queue of groups, the largest first, and stay busy to its end."""
     path = study.output / "groundtruth" / "linear_probe.csv"
     key = linear_probe_key(study)
     if records.is_fresh(path, key):
         return pd.read_csv(path)
-    extract.extract(study, parts=("train", "test"))
+    extract.extract(study)
     jobs = [(m, d) for d in study.datasets for m in study.models]
     pending = [job for job in jobs if not records.is_fresh(_cell_path(study, *job), records.content_key(key, *job))]
     study.map(linear_probe_cell, [(key, *job) for job in pending], desc="linear probe", unit="cells")

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from .. import assets, records
-from ..progress import notice, progress
+from ..progress import notice
 
 if TYPE_CHECKING:
     from ..study import Study
 
-__all__ = ["PORT_TARGETS", "check", "ported_models", "key"]
+__all__ = ["PORT_TARGETS", "check", "check_one", "ported_models", "key"]
 
 #: The targets the ports' agreement check draws its images from (the pocket targets).
 PORT_TARGETS = ("flowers12", "cifar10", "mnist5k", "digits", "lfw")
@@ -58,9 +58,8 @@ def key(study: "Study") -> str:
 def check(study: "Study") -> pd.DataFrame | None:
     """Each ported model of the study against its original runtime on ``ports.images``
     images of the pocket targets; cached. Raises :class:`~pedlib.models.ports.PortMismatch`
-    for a port that fails its bar. None when the study has no ported model or ``ports: null``."""
-    from ..models.port_check import assess, check_port, resize_for
-
+    for a port that fails its bar. None when the study has no ported model or ``ports: null``.
+    The models are checked in the study's worker processes, the largest first."""
     names = ported_models(study)
     if not names:
         return None
@@ -68,18 +67,28 @@ def check(study: "Study") -> pd.DataFrame | None:
     fresh_key = key(study)
     if records.is_fresh(path, fresh_key):
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    images = [study.source(t).load(i) for t, i in image_indices(study).items()]
-    rows = []
-    for name in progress(names, desc="port check", unit="models", enabled=study.progress):
-        batch = np.concatenate([resize_for(name, x) for x in images])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            rows.append(assess(check_port(name, batch, mirror=study.mirror), mirror=study.mirror))
-        for warning in caught:  # shown in the notebook and, as one line, in the terminal
-            warnings.warn(str(warning.message), warning.category, stacklevel=2)
-            notice(str(warning.message))
-    table = pd.DataFrame(rows)
+    order = sorted(names, key=lambda name: -study.spec(name).input_size)
+    checked = dict(zip(order, study.map(check_one, [(name,) for name in order], desc="port check",
+                                        unit="models")))
+    for name in names:  # shown in the notebook and, as one line, in the terminal
+        for message in checked[name][1]:
+            warnings.warn(message, UserWarning, stacklevel=2)
+            notice(message)
+    table = pd.DataFrame([checked[name][0] for name in names])
     records.write_csv(table, path)
     records.write_record(path, fresh_key, params=study.record_params(), seed=study.params.seed,
                          inputs={"targets": list(PORT_TARGETS), "images": int(len(table) and table.images[0])})
     return table
+
+
+def check_one(study: "Study", name: str) -> tuple[dict, list[str]]:
+    """One port's row of the check and the warnings it gave (raises
+    :class:`~pedlib.models.ports.PortMismatch` where it fails); runs in a worker process, on
+    ``extract.threads`` threads as extraction does."""
+    from ..models.port_check import assess, check_port, resize_for
+
+    batch = np.concatenate([resize_for(name, study.source(t).load(i)) for t, i in image_indices(study).items()])
+    with warnings.catch_warnings(record=True) as caught, study.extraction_threads():
+        warnings.simplefilter("always", UserWarning)
+        row = assess(check_port(name, batch, mirror=study.mirror), mirror=study.mirror)
+    return row, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
