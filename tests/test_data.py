@@ -111,3 +111,42 @@ def test_model_input_converts_channels_by_luma_and_repeats_gray():
     assert repeated.shape == (2, 3, 6, 6) and torch.allclose(repeated, torch.full_like(repeated, 7.0))
     with pytest.raises(ValueError, match="uint8"):
         to_model_input(np.zeros((1, 2, 2, 3), dtype=np.float32), 2, 3)
+
+
+def _image_folder_order(root):
+    from torchvision.datasets import ImageFolder
+
+    folder = ImageFolder(str(root))
+    return [p for p, _ in folder.samples], folder.targets, tuple(folder.classes)
+
+
+def test_class_folders_are_listed_in_torchvisions_imagefolder_order(tmp_path):
+    """The pocket sets' listing (without importing torchvision) must give ImageFolder's
+    samples exactly: their order is every split's and every cache key's."""
+    from pedlib.data.pocket import _folder_samples
+
+    for name in ("b", "a", "B", "a b", "c"):
+        (tmp_path / name / "deep" / "deeper").mkdir(parents=True)
+    image = Image.fromarray(np.zeros((4, 4, 3), np.uint8))
+    for path in ("b/2.jpg", "b/10.JPG", "b/1.png", "b/notes.txt", "a/x.jpeg", "a/deep/y.webp",
+                 "a/deep/deeper/z.bmp", "a/deep2.tif", "B/q.png", "a b/r.ppm", "c/s.gif", "c/t.pgm"):
+        image.save(tmp_path / path, format="PNG") if path.endswith((".jpg", ".JPG", ".png")) else (tmp_path / path).write_bytes(b"x")
+    (tmp_path / "file.jpg").write_bytes(b"x")  # not in a class folder
+    paths, labels, classes = _folder_samples(tmp_path)
+    expected_paths, expected_labels, expected_classes = _image_folder_order(tmp_path)
+    assert paths == expected_paths and labels.tolist() == list(expected_labels) and classes == expected_classes
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"):
+        _folder_samples(tmp_path)
+
+
+@needs_assets
+def test_the_pocket_folders_are_listed_as_imagefolder_lists_them():
+    from pedlib import assets
+    from pedlib.data.pocket import _folder_samples
+
+    flowers = assets.resolve("data/flowers12")
+    for root in (flowers / "train", flowers / "test", assets.resolve("data/cifar10_test_jpeg")):
+        paths, labels, classes = _folder_samples(root)
+        expected = _image_folder_order(root)
+        assert (paths, labels.tolist(), classes) == (expected[0], list(expected[1]), expected[2]), root
