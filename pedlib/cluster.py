@@ -55,6 +55,12 @@ class JobRunner(submitit.helpers.Checkpointable):
         return {"job": job_id, "path": str(job.path), "done": finetuning.job_done(job)}
 
 
+#: How long a job the scheduler reports ended may take to show its result file (a shared
+#: file system can lag); submitit waits this long (its ``_results_timeout_s``) for each
+#: job in turn, here once for all of them together (``PEDLIB_SLURM_RESULT_GRACE_SECONDS``).
+RESULT_GRACE_SECONDS = 15.0
+
+
 @dataclass
 class Submission:
     """What :func:`submit` sent: the submitit jobs of each array, and the study's job ids."""
@@ -63,30 +69,45 @@ class Submission:
     arrays: list[list]  # submitit jobs per array, in submission order
     job_ids: list[list[str]]  # the study's job ids, same shape
     folder: Path
+    failed: list[str] | None = None  # set by wait()
 
     @property
     def count(self) -> int:
         return sum(map(len, self.job_ids))
 
-    def wait(self, poll_seconds: float | None = None) -> list[str]:
+    def wait(self, poll_seconds: float | None = None, grace_seconds: float | None = None) -> list[str]:
         """Wait for every job; returns the study job ids that failed (their errors are in
         the logs under ``folder``). The scheduler is asked every ``poll_seconds``
         (``PEDLIB_SLURM_POLL_SECONDS``, default 30): submitit's own schedule backs off to
-        10 minutes, which would leave a failed job unnoticed that long."""
+        10 minutes, which would leave a failed job unnoticed that long. A job that ended
+        without a result file (killed: out of memory, node failure, cancelled) has failed
+        once the result files have had ``grace_seconds`` (:data:`RESULT_GRACE_SECONDS`) to
+        appear, counted once for all jobs. A second call returns the first one's answer."""
+        if self.failed is not None:
+            return self.failed
         poll = poll_seconds if poll_seconds is not None else float(os.environ.get("PEDLIB_SLURM_POLL_SECONDS", 30))
+        grace = (grace_seconds if grace_seconds is not None
+                 else float(os.environ.get("PEDLIB_SLURM_RESULT_GRACE_SECONDS", RESULT_GRACE_SECONDS)))
         unfinished = [job for jobs in self.arrays for job in jobs]
         while unfinished:
             unfinished[0].done(force_check=True)  # one sacct call refreshes every job's state
             unfinished = [job for job in unfinished if not job.done()]
             if unfinished:
                 time.sleep(poll)
+        ended = [(job, job_id) for jobs, ids in zip(self.arrays, self.job_ids) for job, job_id in zip(jobs, ids)]
+        deadline = time.monotonic() + grace
+        while any(not job.paths.result_pickle.exists() for job, _ in ended) and time.monotonic() < deadline:
+            time.sleep(min(1.0, grace))
         failed = []
-        for jobs, ids in zip(self.arrays, self.job_ids):
-            for job, job_id in zip(jobs, ids):
-                try:
-                    job.result()
-                except Exception:  # submitit re-raises the task's error; its log has the details
-                    failed.append(job_id)
+        for job, job_id in ended:
+            if not job.paths.result_pickle.exists():
+                failed.append(job_id)
+                continue
+            try:
+                job.result()
+            except Exception:  # submitit re-raises the task's error; its log has the details
+                failed.append(job_id)
+        self.failed = failed
         return failed
 
 

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -52,7 +54,8 @@ def _pedlib(*args, env=None, cwd=None):
 def fake_slurm(tmp_path):
     state = tmp_path / "slurm-state"
     env = dict(os.environ, PATH=f"{FAKE}{os.pathsep}{os.environ['PATH']}", FAKE_SLURM_STATE=str(state),
-               TQDM_DISABLE="1", PEDLIB_SLURM_POLL_SECONDS="0.5")
+               TQDM_DISABLE="1", PEDLIB_SLURM_POLL_SECONDS="0.5",
+               PEDLIB_SLURM_RESULT_GRACE_SECONDS="1")  # results land on this machine's disk: no lag
     return env, state
 
 
@@ -135,3 +138,40 @@ def test_slurm_settings_are_validated():
     raw = {**SWEEP, "groundtruth": {"finetune": {"slurm": {"partion": "gpu"}}}}
     with pytest.raises(ParamsError, match="unknown key 'partion'; did you mean 'partition'"):
         parse_params(raw)
+
+
+class _EndedJob:
+    """A submitit job the scheduler reports ended: its result file shows up after
+    ``appears_after`` looks (None: never, as for a killed task); ``error`` is what
+    ``result()`` re-raises from the task."""
+
+    def __init__(self, appears_after: int | None = 0, error: Exception | None = None):
+        self.looks, self.appears_after, self.error, self.results = 0, appears_after, error, 0
+        self.paths = SimpleNamespace(result_pickle=SimpleNamespace(exists=self._exists))
+
+    def _exists(self) -> bool:
+        self.looks += 1
+        return self.appears_after is not None and self.looks > self.appears_after
+
+    def done(self, force_check: bool = False) -> bool:
+        return True
+
+    def result(self):
+        self.results += 1
+        if self.error:
+            raise self.error
+        return {}
+
+
+def test_waiting_gives_killed_jobs_one_shared_grace_and_answers_twice_alike():
+    from pedlib.cluster import Submission
+
+    fine, raised, late = _EndedJob(), _EndedJob(error=RuntimeError("diverged")), _EndedJob(appears_after=3)
+    killed, also_killed = _EndedJob(appears_after=None), _EndedJob(appears_after=None)
+    submission = Submission("slurm", [[fine, raised, late], [killed, also_killed]],
+                            [["a", "b", "c"], ["d", "e"]], Path("."))
+    started = time.monotonic()
+    assert submission.wait(poll_seconds=0, grace_seconds=2) == ["b", "d", "e"]
+    assert 1.5 < time.monotonic() - started < 3.5  # one grace for both killed jobs, not one each
+    assert (fine.results, raised.results, late.results, killed.results) == (1, 1, 1, 0)  # late: in time
+    assert submission.wait() == ["b", "d", "e"] and fine.results == 1  # the second call asks nobody
