@@ -284,21 +284,17 @@ def ped_effect(triples: Mapping[str, tuple[Mapping[str, float], Mapping[str, flo
     aligned, per_target = {}, {}
     for target, (without, with_, accuracies) in triples.items():
         common = sorted(set(without) & set(with_) & set(accuracies))
-        if len(common) < 2:
-            per_target[target] = (float("nan"),) * 3 + (len(common),)
-            continue
-        pair = [align({m: without[m] for m in common}, {m: accuracies[m] for m in common}),
-                align({m: with_[m] for m in common}, {m: accuracies[m] for m in common})]
-        with np.errstate(all="ignore"):
-            delta = weighted_tau({m: with_[m] for m in common}, {m: accuracies[m] for m in common}) \
-                - weighted_tau({m: without[m] for m in common}, {m: accuracies[m] for m in common})
-        per_target[target] = (delta, float("nan"), float("nan"), len(common))
-        if np.isfinite(delta):
-            aligned[target] = pair
-    for target, pair in aligned.items():
-        taus = _joint_taus([pair], n_boot=n_boot, seed=seed)[:, 0]
-        low, high = _percentile_interval(taus[:, 1] - taus[:, 0], level)
-        per_target[target] = (per_target[target][0], low, high, per_target[target][3])
+        delta = low = high = float("nan")
+        if len(common) >= 2:
+            truth = {m: accuracies[m] for m in common}
+            rankings = [{m: scores[m] for m in common} for scores in (without, with_)]
+            with np.errstate(all="ignore"):
+                delta = weighted_tau(rankings[1], truth) - weighted_tau(rankings[0], truth)
+            if np.isfinite(delta):
+                aligned[target] = [align(ranking, truth) for ranking in rankings]
+                taus = _joint_taus([aligned[target]], n_boot=n_boot, seed=seed)[:, 0]
+                low, high = _percentile_interval(taus[:, 1] - taus[:, 0], level)
+        per_target[target] = (delta, low, high, len(common))
     if not aligned:
         return dict(per_target=per_target, mean=(float("nan"),) * 3 + (0,))
     taus = _joint_taus(list(aligned.values()), n_boot=n_boot, seed=seed)

@@ -207,7 +207,6 @@ def _report_front(run, present: list[Path], missing: list[str]) -> str:
     """The report's first cell: the study, its headline figure with its caption, and the
     evaluation's conclusion, before the notebooks that made them."""
     import base64
-    import html
 
     import pandas as pd
 
@@ -220,8 +219,7 @@ def _report_front(run, present: list[Path], missing: list[str]) -> str:
     if HEADLINE in index.index and (run.figures_dir / index.loc[HEADLINE, "file"]).is_file():
         caption = index.loc[HEADLINE, "caption"]
         data = base64.b64encode((run.figures_dir / index.loc[HEADLINE, "file"]).read_bytes()).decode()
-        parts += ["## Does PED help?", f'<img src="data:image/png;base64,{data}" alt="{html.escape(caption)}" '
-                  'style="max-width: 100%">', f"*{caption}*"]
+        parts += ["## Does PED help?", _img(data, caption), f"*{caption}*"]
     evaluation = run.output / "evaluation.csv"
     if evaluation.is_file():
         parts.append(summary.evaluation(pd.read_csv(evaluation, keep_default_na=False, na_values=[""])))
@@ -237,13 +235,16 @@ def _image_with_alt_text(output) -> None:
     """Give a PNG output its alternative text: the ``alt`` its cell set (the figures
     notebook sets each figure's caption), else a generic one. nbconvert writes no alt text of
     its own for a PNG output."""
-    import html
-
     data = output.get("data", {})
     if "image/png" not in data:
         return
     alt = (output.get("metadata", {}).get("image/png", {}) or {}).get("alt") or "A figure of the study"
-    png = data["image/png"].replace("\n", "")
-    output["data"] = {"text/html": f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt)}" '
-                                   'style="max-width: 100%">'}
+    output["data"] = {"text/html": _img(data["image/png"].replace("\n", ""), alt)}
+
+
+def _img(png_base64: str, alt: str) -> str:
+    """An HTML image of a base64 PNG, with its alternative text, as wide as the page allows."""
+    import html
+
+    return f'<img src="data:image/png;base64,{png_base64}" alt="{html.escape(alt)}" style="max-width: 100%">'
 

@@ -49,11 +49,12 @@ def models_ranked(evaluation: pd.DataFrame, groundtruth: str, pool: str) -> int:
     return int(rows.n_models.max()) if len(rows) else 0
 
 
-def _metric_order(rows: pd.DataFrame) -> list[str]:
-    """The metrics in the study's order, baselines last."""
+def _metric_order(rows: pd.DataFrame) -> tuple[list[str], int]:
+    """The metrics in the study's order, baselines last, and how many are baselines."""
     kinds = rows.drop_duplicates("metric").set_index("metric").get("kind", pd.Series(dtype=str))
     metrics = list(dict.fromkeys(rows.metric))
-    return [m for m in metrics if kinds.get(m) != "baseline"] + [m for m in metrics if kinds.get(m) == "baseline"]
+    baselines = [m for m in metrics if kinds.get(m) == "baseline"]
+    return [m for m in metrics if m not in baselines] + baselines, len(baselines)
 
 
 def _panels(n_panels: int, n_rows: int):
@@ -80,9 +81,9 @@ def _method_axis(ax, metrics: list[str], baselines: int) -> np.ndarray:
     return y
 
 
-def _finish_forest(fig, axes: list, xlabel: str, handles: list) -> None:
-    """The x label under the bottom panels, the legend under the figure, the layout."""
-    columns = 3 if len(axes) <= 6 else 4
+def _finish_forest(fig, axes: list, columns: int, xlabel: str, handles: list) -> None:
+    """The x label under the bottom panels (of a grid ``columns`` wide), the legend under the
+    figure, the layout."""
     for ax in axes[-min(len(axes), columns):]:
         ax.set_xlabel(xlabel)
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, 0.0))
@@ -117,9 +118,7 @@ def wtau_forest(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", poo
     rows = _rows(evaluation, groundtruth, pool)
     datasets = list(dict.fromkeys(rows.dataset))
     targets = [d for d in datasets if d != "mean"]
-    metrics = _metric_order(rows)
-    baselines = int((rows.drop_duplicates("metric").set_index("metric").get("kind") == "baseline").sum()) \
-        if "kind" in rows else 0
+    metrics, baselines = _metric_order(rows)
     saturated = set()
     if scores is not None and "saturated" in scores:
         flagged = scores[scores.saturated.astype(bool) & scores.variant.isin(["plain", "ped"])]
@@ -127,7 +126,7 @@ def wtau_forest(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", poo
     defined = rows[rows.dataset != "mean"].dropna(subset=["weighted_tau"])
     covered = defined.groupby(["metric", "variant"]).dataset.nunique().groupby("metric").min().to_dict()
     with style():
-        fig, axes, _ = _panels(len(datasets), len(metrics))
+        fig, axes, columns = _panels(len(datasets), len(metrics))
         for ax, dataset in zip(axes, datasets):
             here = rows[rows.dataset == dataset].set_index(["metric", "variant"])
             y = _method_axis(ax, metrics, baselines)
@@ -162,7 +161,7 @@ def wtau_forest(evaluation: pd.DataFrame, groundtruth: str = "linear_probe", poo
                    plt.Line2D([], [], color="0.3", linewidth=0.9, label="95% bootstrap CI over models")]
         if saturated:
             handles.append(_marker("some scores saturated (tied)", filled=False, marker="D"))
-        _finish_forest(fig, axes, f"weighted τ vs {truth_label(groundtruth)}", handles)
+        _finish_forest(fig, axes, columns, f"weighted τ vs {truth_label(groundtruth)}", handles)
     return fig
 
 
@@ -182,13 +181,12 @@ def ped_effect_forest(effect: pd.DataFrame, groundtruth: str, pool: str):
     rows = effect[(effect.groundtruth == groundtruth) & (effect.pool == pool)]
     datasets = list(dict.fromkeys(rows.dataset))
     targets = [d for d in datasets if d != "mean"]
-    metrics = _metric_order(rows)
-    baselines = int((rows.drop_duplicates("metric").kind == "baseline").sum())
+    metrics, baselines = _metric_order(rows)
     covered = rows[rows.dataset == "mean"].set_index("metric").n_targets.to_dict()
     low_all, high_all = rows.delta_low.min(), rows.delta_high.max()
     span = max(0.1, abs(low_all) if np.isfinite(low_all) else 0, abs(high_all) if np.isfinite(high_all) else 0)
     with style():
-        fig, axes, _ = _panels(len(datasets), len(metrics))
+        fig, axes, columns = _panels(len(datasets), len(metrics))
         for ax, dataset in zip(axes, datasets):
             here = rows[rows.dataset == dataset].set_index("metric")
             y = _method_axis(ax, metrics, baselines)
@@ -211,7 +209,7 @@ def ped_effect_forest(effect: pd.DataFrame, groundtruth: str, pool: str):
             ax.set_xlim(-1.08 * span, 1.08 * span)
         handles = [_marker("interval excludes 0"), _marker("interval includes 0", filled=False),
                    plt.Line2D([], [], color="0.3", linewidth=0.9, label="95% paired bootstrap CI over models")]
-        _finish_forest(fig, axes, f"Δ weighted τ vs {truth_label(groundtruth)}", handles)
+        _finish_forest(fig, axes, columns, f"Δ weighted τ vs {truth_label(groundtruth)}", handles)
     return fig
 
 

@@ -172,8 +172,7 @@ def evaluation(table: pd.DataFrame, pool: str = "all") -> str:
 def figures(index: pd.DataFrame) -> str:
     """What the figures stage wrote."""
     tables = index.file.str.endswith(".md")
-    formats = sorted({Path(f).suffix[1:].upper() for files in index.files[~tables] for f in files}) \
-        if "files" in index else ["PNG"]
+    formats = sorted({Path(f).suffix[1:].upper() for files in index.files[~tables] for f in files})
     return (f"**Conclusion.** {len(index)} figures and tables written: {int((~tables).sum())} figures "
             f"({', '.join(formats)}) and {int(tables.sum())} tables; `index.md` in the same folder "
             "lists each with its caption.")

@@ -33,13 +33,14 @@ def _tie_saturated(group: pd.DataFrame) -> pd.DataFrame:
     return group.assign(score=np.where(flagged, group.score[flagged].max(), group.score))
 
 
-def _inputs(study: "Study", scores: pd.DataFrame | None, name: str):
+def _inputs(study: "Study", scores: pd.DataFrame | None, name: str, accuracies: dict | None = None):
     """(scores, accuracies, ``results/<study>/<name>.csv``, its key) of an evaluation table:
     it depends on the scores, the ground truths, the evaluation settings, the pools, the
-    models, the seed and this code."""
+    models, the seed and this code. Scores and accuracies are read unless given."""
     if scores is None:
         scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
-    accuracies = groundtruth.accuracies(study)
+    if accuracies is None:
+        accuracies = groundtruth.accuracies(study)
     key = records.content_key(name, records.content_key(scores.to_csv()),
                               {n: records.content_key(t.to_csv()) for n, t in accuracies.items()},
                               study.params.evaluation, study.params.pools, study.models, study.params.seed,
@@ -67,7 +68,7 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
         if ev.paper_table:
             paper_comparison(study, table)
-        ped_effect(study, scores)
+        ped_effect(study, scores, accuracies)
         return table
     labels, jobs, means = [], [], {}
     options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
@@ -117,7 +118,7 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
     records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
     if ev.paper_table:
         paper_comparison(study, table)
-    ped_effect(study, scores)
+    ped_effect(study, scores, accuracies)
     return table
 
 
@@ -125,13 +126,14 @@ def _ped_effect_rows(triples: dict, options: dict) -> dict:
     return correlations.ped_effect(triples, **options)
 
 
-def ped_effect(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def ped_effect(study: "Study", scores: pd.DataFrame | None = None,
+               accuracies: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """What PED changes: per ground truth, pool, metric and target, the weighted tau with PED
     minus without, on the models both score, with a paired bootstrap interval over models;
     plus the mean over the targets where both rankings are defined (models resampled jointly
     across targets). ``results/<study>/ped_effect.csv``
     (:func:`pedlib.evaluate.ped_effect`)."""
-    scores, accuracies, path, key = _inputs(study, scores, "ped_effect")
+    scores, accuracies, path, key = _inputs(study, scores, "ped_effect", accuracies)
     ev = study.params.evaluation
     if records.is_fresh(path, key):
         return pd.read_csv(path, keep_default_na=False, na_values=[""])

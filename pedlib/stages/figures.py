@@ -41,8 +41,8 @@ def figures(study: "Study") -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     scores = _read(study.output / "scores.csv")
     evaluation = _read(study.output / "evaluation.csv")
-    effect = ped_effect(study, scores)
     accuracies = groundtruth.accuracies(study)
+    effect = ped_effect(study, scores, accuracies)
     comparison = study.output / "paper_comparison.csv"
     ports = study.output / "ports.csv"
     plots = study.params.plots
@@ -197,12 +197,11 @@ def _write_index(study: "Study", out: Path, written: dict, key: str) -> None:
         also = " (" + ", ".join(f"[{p.suffix[1:].upper()}]({p.name})" for p in others) + ")" if others else ""
         return f"- [{first.name}]({first.name}){also}: {caption}"
 
-    ordered = _viewable_first
-    lines = "\n".join(entry(ordered(paths), caption) for paths, caption in written.values())
+    lines = "\n".join(entry(_viewable_first(paths), caption) for paths, caption in written.values())
     records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(
         f"# Figures and tables of the {study.params.study} study\n\n{lines}\n"))
     records.write_record(out / "index.md", key, params=study.params.as_dict(), seed=study.params.seed,
-                         inputs={k: {"files": [p.name for p in ordered(paths)], "caption": caption}
+                         inputs={k: {"files": [p.name for p in _viewable_first(paths)], "caption": caption}
                                  for k, (paths, caption) in written.items()})
 
 
