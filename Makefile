@@ -54,7 +54,7 @@ test: setup  ## run the test suite (TEST_WORKERS=2 processes)
 bench: setup  ## print PED's cost relative to LogME, then wall time and peak memory of every metric
 	$(BIN)/python benchmarks/bench_metrics.py
 
-bench-extract: setup  ## extraction img/s of every pocket model: eager vs the frozen graph (one thread)
+bench-extract: setup  ## extraction img/s of every pocket model: the module, its rewrite, the frozen graph (one thread)
 	$(BIN)/python benchmarks/bench_extract.py
 
 lab: setup  ## start JupyterLab on the notebooks (open the URL it prints)

@@ -24,8 +24,8 @@ __all__ = ["feature_key", "cached_features", "extract_shared", "ExtractionInterr
 
 #: The code a feature file depends on, by runtime (editing other modules keeps caches valid).
 _CODE = {"tflite": ("features", "models._spec", "models.tflite", "data.images"),
-         "torch": ("features", "models._spec", "models.torch_backbone", "models.nets", "models.ports",
-                   "models.hub", "models.paper", "data.images", "data.loader")}
+         "torch": ("features", "models._spec", "models.torch_backbone", "models.inference", "models.nets",
+                   "models.ports", "models.hub", "models.paper", "data.images", "data.loader")}
 
 
 def feature_key(spec: ModelSpec, source: ImageSource, indices: np.ndarray) -> str:

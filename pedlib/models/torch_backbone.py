@@ -11,6 +11,7 @@ from torch import nn
 
 from ..data.images import to_model_input
 from ._spec import Backbone, ModelSpec
+from .inference import for_cpu_inference
 
 __all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "INFERENCE", "exact_float32"]
 
@@ -18,11 +19,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Feature-extraction precisions: float32 (TF32 off), or autocast to bfloat16 / float16.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: CPU inference paths (``TorchBackbone.inference``). Every model extracts ``"eager"``:
-#: ``benchmarks/bench_extract.py`` measures the frozen MobileNets 0.9-1.5x as fast per image,
-#: but building the graph (trace, freeze, optimise) takes 3-10 s per MobileNet in every process
-#: that extracts; in the pocket study that cost more than it gained, and ``pedlib rank`` on a
-#: small folder got slower (docs/speed.md). ``"frozen"`` stays available for long extractions.
+#: CPU inference paths (``TorchBackbone.inference``). Every model extracts ``"eager"``: the
+#: module rewritten by :func:`.inference.for_cpu_inference` (its convolutions and their
+#: activations fused in oneDNN: 1.3-1.4x for the MobileNetV2s on one core, features
+#: independent of the batch). ``"frozen"`` (a TorchScript graph) was at most 1.2x the module
+#: as written and costs 3-10 s per MobileNet and process to build (docs/speed.md).
 INFERENCE = ("eager", "frozen")
 
 
@@ -78,7 +79,8 @@ class TorchBackbone(Backbone):
             return exact_float32() if self.device.type == "cuda" else nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
-    #: How CPU inference runs (:data:`INFERENCE`): ``"eager"`` (the module, channels-last) or
+    #: How CPU inference runs (:data:`INFERENCE`): ``"eager"`` (the module, channels-last,
+    #: rewritten for inference in float32: see :meth:`_inference_module`) or
     #: ``"frozen"`` (a TorchScript graph traced once, frozen and optimised for inference:
     #: oneDNN convolutions with fused activations on blocked layouts; worth it for thousands of
     #: images per model and process). The two paths' features agree to ~1e-6 relative; each
@@ -104,7 +106,18 @@ class TorchBackbone(Backbone):
             self._channels_last = True
         x = self.preprocess(images, self.device).contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            return self.module.features(x).float().cpu().numpy()
+            return self._inference_module().features(x).float().cpu().numpy()
+
+    def _inference_module(self) -> nn.Module:
+        """``module``, or on the CPU in float32 its rewrite by :func:`.inference.for_cpu_inference`
+        (same parameters; convolutions and their activations fused in oneDNN)."""
+        if self.device.type != "cpu" or PRECISIONS[self.precision] is not None:
+            return self.module
+        made_from, rewritten = getattr(self, "_rewritten", (None, None))
+        if made_from is not self.module:
+            rewritten = for_cpu_inference(self.module)
+            self._rewritten = self.module, rewritten
+        return rewritten
 
     def _frozen_graph(self, example: torch.Tensor):
         """The frozen, optimised graph of ``module.features`` (traced on the first batch; the

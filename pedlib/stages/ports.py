@@ -21,7 +21,7 @@ __all__ = ["PORT_TARGETS", "check", "check_one", "ported_models", "key"]
 PORT_TARGETS = ("flowers12", "cifar10", "mnist5k", "digits", "lfw")
 
 _CODE = ("models.ports", "models.port_check", "models.tflite", "models.nets", "models.torch_backbone",
-         "data.images")
+         "models.inference", "data.images")
 
 
 def ported_models(study: "Study") -> list[str]:
