@@ -1,6 +1,6 @@
 """The paper-ssl study end to end on fakes: the eleven targets and ImageNet val in their real
 on-disk layouts ($PEDLIB_DATA), twelve random ResNet-50s saved as their releases store them
-($PEDLIB_MODELS), 32 px images, the published ground truth and a few-step fine-tuning sweep
+($PEDLIB_MODELS), 16 px images, the published ground truth and a few-step fine-tuning sweep
 run as jobs by `make -j2`, then the five notebooks through papermill."""
 
 import dataclasses
@@ -28,7 +28,7 @@ def _paper_params(world) -> dict:
     covariances: ~1 s per cell here, tested on its own in test_sfda.py)."""
     raw = yaml.safe_load((ROOT / "params" / "paper-ssl.yaml").read_text())
     raw["datasets"]["caltech101"] = {"options": {"split_dir": str(world / "data" / "caltech101_split")}}
-    raw["extract"] = {"batch_size": 16, "threads": 1, "device": "cpu", "image_size": 32, "workers": 0}
+    raw["extract"] = {"batch_size": 16, "threads": 1, "device": "cpu", "image_size": 16, "workers": 0}
     raw["metrics"] = [m for m in raw["metrics"] if m != "sfda"]
     raw["groundtruth"]["finetune"].update(
         enabled=True, steps=2, batch_size=4, learning_rates=[0.01], weight_decays=[0.0, 0.0001],
@@ -169,7 +169,7 @@ def test_paper_ssl_features_use_imagenet_as_peds_reference(ran):
         train = study.features(model, "voc2007", "train")
         assert train["features"].shape == (40, 2048)
     record = records.read_record(features / "byol" / "aircraft-train.npz")
-    assert record["inputs"]["dataset"] == "aircraft" and record["params"]["extract"]["image_size"] == 32
+    assert record["inputs"]["dataset"] == "aircraft" and record["params"]["extract"]["image_size"] == 16
     # the checkpoint's content identifies the weights: another file would be another key
     from pedlib.models import get_spec, weights_id
     assert weights_id(get_spec("byol")).startswith("sha256:")
