@@ -91,18 +91,6 @@ def test_zero_pad_equals_f_pad_in_either_memory_format():
                 x.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_same_padding_is_timms():
-    from timm.layers.padding import get_same_padding
-
-    for size in range(1, 20):
-        for kernel in (1, 2, 3, 5):
-            for stride in (1, 2, 3):
-                for dilation in (1, 2):
-                    before, after = inference._same_padding(size, kernel, stride, dilation)
-                    total = get_same_padding(size, kernel, stride, dilation)
-                    assert (before, after) == (total // 2, total - total // 2)
-
-
 def test_without_the_fused_operator_the_activation_runs_in_place_after_the_convolution(monkeypatch):
     net = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU6(), nn.Conv2d(6, 5, 3), nn.ReLU())
     expected = net(_channels_last(16, 4, 10, 10)).detach()

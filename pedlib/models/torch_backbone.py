@@ -21,9 +21,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: CPU inference paths (``TorchBackbone.inference``). Every model extracts ``"eager"``: the
 #: module rewritten by :func:`.inference.for_cpu_inference` (its convolutions and their
-#: activations fused in oneDNN: 1.3-1.4x for the MobileNetV2s on one core, features
-#: independent of the batch). ``"frozen"`` (a TorchScript graph) was at most 1.2x the module
-#: as written and costs 3-10 s per MobileNet and process to build (docs/speed.md).
+#: activations fused in oneDNN: 1.2-1.4x for the MobileNetV2s on one core, features
+#: independent of the batch). ``"frozen"`` (a TorchScript graph) is about as fast as the
+#: rewrite per image and costs 3-10 s per MobileNet and process to build (docs/speed.md).
 INFERENCE = ("eager", "frozen")
 
 
