@@ -48,13 +48,17 @@ $(BIN)/.installed: pyproject.toml
 # (tests/conftest.py): a file's fixtures (the smoke and paper studies run end to end) are made
 # once. TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
+# OpenMP threads that finish early spin at the barrier by default: with two test workers on two
+# cores, every multi-threaded torch call waits on a busy core (the GPU benchmark's CPU run: 17 s
+# alone, 30 s beside a busy core, 19 s with passive waiting). Numbers do not change.
+test: export OMP_WAIT_POLICY ?= PASSIVE
 test: setup  ## run the test suite (TEST_WORKERS=2 processes)
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 bench: setup  ## print PED's cost relative to LogME, then wall time and peak memory of every metric
 	$(BIN)/python benchmarks/bench_metrics.py
 
-bench-extract: setup  ## extraction img/s of every pocket model: the module, its rewrite, the frozen graph (one thread)
+bench-extract: setup  ## extraction img/s of every pocket model: the module as written and its rewrite (one thread)
 	$(BIN)/python benchmarks/bench_extract.py
 
 lab: setup  ## start JupyterLab on the notebooks (open the URL it prints)

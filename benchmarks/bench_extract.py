@@ -1,10 +1,8 @@
 """Feature-extraction throughput on the CPU, one thread (as the pocket study extracts), for
-each pocket model: the module as written (channels-last), the rewrite every extraction runs
-(:mod:`pedlib.models.inference`: convolutions and their activations fused in oneDNN), and the
-frozen TorchScript graph (``torch.jit.freeze`` + ``optimize_for_inference``), on generated
-images at the model's input size, batch 64, best of ``--repeats``; whether the rewrite's
-features equal the module's bit for bit, and the largest difference between the frozen
-graph's features and the module's, relative to the largest feature.
+each pocket model: the module as written (channels-last) and the rewrite every extraction
+runs (:mod:`pedlib.models.inference`: convolutions and their activations fused in oneDNN),
+on generated images at the model's input size, batch 64, best of ``--repeats``; and whether
+the rewrite's features equal the module's bit for bit.
 
     .venv/bin/python benchmarks/bench_extract.py
     .venv/bin/python benchmarks/bench_extract.py --models mobilenet_v2_1.0_224 cifar_resnet20
@@ -26,17 +24,15 @@ from pedlib.models import create_model, list_models
 from pedlib.models.torch_backbone import TorchBackbone
 
 
-def _best_rate(backbone, images: np.ndarray, batch_size: int, repeats: int) -> tuple[float, np.ndarray, float]:
-    """(images per second, features, seconds of the first batch: tracing, oneDNN primitives)."""
-    started = time.perf_counter()
+def _best_rate(backbone, images: np.ndarray, batch_size: int, repeats: int) -> tuple[float, np.ndarray]:
+    """(images per second, features), after one warm-up batch (oneDNN builds its primitives)."""
     backbone.extract(images[:batch_size], batch_size=batch_size)
-    first = time.perf_counter() - started
     best, features = np.inf, None
     for _ in range(repeats):
         started = time.perf_counter()
         features = backbone.extract(images, batch_size=batch_size)
         best = min(best, time.perf_counter() - started)
-    return len(images) / best, features, first
+    return len(images) / best, features
 
 
 def _torchvision(arch: str):
@@ -63,28 +59,24 @@ def main():
     rng = np.random.default_rng(0)
     names = [args.arch] if args.arch else (args.models or list_models(zoo="pocket"))
     print(f"CPU, {args.threads} thread(s), batch {args.batch_size}, {args.images} images, best of {args.repeats}\n")
-    print("| model | family | input | module img/s | rewritten img/s | rewritten / module | same bits "
-          "| frozen img/s | first frozen batch s | frozen: max rel. difference |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | family | input | module img/s | rewritten img/s | rewritten / module | same bits |")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
         make = (lambda: _torchvision(name)) if args.arch else (lambda: create_model(name))
-        plain, rewritten, frozen = make(), make(), make()
+        plain, rewritten = make(), make()
         if not isinstance(plain, TorchBackbone):
             continue
         plain._inference_module = lambda backbone=plain: backbone.module  # the module as written
-        frozen.inference = "frozen"
         spec = plain.spec
         shape = (args.images, spec.input_size, spec.input_size) + ((3,) if spec.channels == 3 else (1,))
         images = rng.integers(0, 256, size=shape, dtype=np.uint8)
-        plain_rate, plain_features, _ = _best_rate(plain, images, args.batch_size, args.repeats)
-        rewritten_rate, rewritten_features, _ = _best_rate(rewritten, images, args.batch_size, args.repeats)
-        frozen_rate, frozen_features, build = _best_rate(frozen, images, args.batch_size, args.repeats)
+        plain_rate, plain_features = _best_rate(plain, images, args.batch_size, args.repeats)
+        rewritten_rate, rewritten_features = _best_rate(rewritten, images, args.batch_size, args.repeats)
         scale = max(np.abs(plain_features).max(), 1e-30)
-        difference = np.abs(frozen_features - plain_features).max() / scale
         same = "yes" if np.array_equal(rewritten_features, plain_features) else \
             f"no ({np.abs(rewritten_features - plain_features).max() / scale:.1e})"
         print(f"| {name} | {spec.family} | {spec.input_size} | {plain_rate:.0f} | {rewritten_rate:.0f} | "
-              f"{rewritten_rate / plain_rate:.2f} | {same} | {frozen_rate:.0f} | {build:.1f} | {difference:.1e} |",
+              f"{rewritten_rate / plain_rate:.2f} | {same} |",
               flush=True)
 
 

@@ -105,5 +105,9 @@ def test_a_backbone_rewrites_a_replaced_module_and_not_on_the_gpu_path():
     assert first is not backbone.module and backbone._inference_module() is first  # made once
     backbone.module = models.nets.MLPerfResNet(num_classes=10).eval()
     assert backbone._inference_module() is not first
+    weight = next(m.weight for m in backbone.module.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
+    assert not weight.is_contiguous(memory_format=torch.channels_last)
+    backbone.extract(np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    assert weight.is_contiguous(memory_format=torch.channels_last)  # the new module runs channels-last too
     backbone.precision = "bf16"
     assert backbone._inference_module() is backbone.module

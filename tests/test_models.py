@@ -101,25 +101,3 @@ def test_a_tflite_backbone_prints_no_runtime_notice(capfd):
     assert "XNNPACK" not in printed.err and "INFO" not in printed.err
 
 
-@needs_assets
-@pytest.mark.parametrize("name", ["mobilenet_v2_1.0_224", "mobilenet_v1_0.25_128", "cifar_resnet20"])
-def test_frozen_graph_features_match_eager_and_do_not_depend_on_the_traced_batch(name):
-    """The frozen graph (the MobileNets' CPU path) computes the module's features to float32
-    rounding, and each batch's features are the same whichever batch the graph was traced on
-    (an extraction resumed mid-way traces on a later batch than an unbroken one)."""
-    rng = np.random.default_rng(3)
-    eager, frozen, resumed = (models.create_model(name) for _ in range(3))
-    size = eager.spec.input_size
-    images = rng.integers(0, 256, size=(40, size, size, 3), dtype=np.uint8)
-    frozen.inference = resumed.inference = "frozen"
-    assert frozen.frozen and not eager.frozen
-    assert not models.create_model(name).frozen  # every model extracts eagerly unless asked
-    expected = eager.extract(images, batch_size=16)
-    whole = frozen.extract(images, batch_size=16)  # traced on a batch of 16; the last has 8
-    np.testing.assert_allclose(whole, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-    tail = resumed.extract(images[32:], batch_size=16)  # traced on the batch of 8
-    np.testing.assert_array_equal(tail, whole[32:])
-    np.testing.assert_array_equal(resumed.extract(images[:16], batch_size=16), whole[:16])
-    eager.inference = "jit"
-    with pytest.raises(ValueError, match="inference must be one of"):
-        eager.extract(images[:4])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
@@ -13,18 +12,12 @@ from ..data.images import to_model_input
 from ._spec import Backbone, ModelSpec
 from .inference import for_cpu_inference
 
-__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "INFERENCE", "exact_float32"]
+__all__ = ["TorchBackbone", "IMAGENET_MEAN", "IMAGENET_STD", "PRECISIONS", "exact_float32"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Feature-extraction precisions: float32 (TF32 off), or autocast to bfloat16 / float16.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: CPU inference paths (``TorchBackbone.inference``). Every model extracts ``"eager"``: the
-#: module rewritten by :func:`.inference.for_cpu_inference` (its convolutions and their
-#: activations fused in oneDNN: 1.2-1.4x for the MobileNetV2s on one core, features
-#: independent of the batch). ``"frozen"`` (a TorchScript graph) is about as fast as the
-#: rewrite per image and costs 3-10 s per MobileNet and process to build (docs/speed.md).
-INFERENCE = ("eager", "frozen")
 
 
 @contextmanager
@@ -79,31 +72,13 @@ class TorchBackbone(Backbone):
             return exact_float32() if self.device.type == "cuda" else nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
-    #: How CPU inference runs (:data:`INFERENCE`): ``"eager"`` (the module, channels-last,
-    #: rewritten for inference in float32: see :meth:`_inference_module`) or
-    #: ``"frozen"`` (a TorchScript graph traced once, frozen and optimised for inference:
-    #: oneDNN convolutions with fused activations on blocked layouts; worth it for thousands of
-    #: images per model and process). The two paths' features agree to ~1e-6 relative; each
-    #: is the same on every run.
-    inference: str = "eager"
-
-    @property
-    def frozen(self) -> bool:
-        """Whether features come from the frozen graph (CPU float32 only)."""
-        if self.inference not in INFERENCE:
-            raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
-        return self.inference == "frozen" and self.device.type == "cpu" and PRECISIONS[self.precision] is None
-
     @torch.no_grad()
     def _features(self, images) -> np.ndarray:
-        if self.frozen:
-            x = self.preprocess(images, self.device).contiguous()
-            return self._frozen_graph(x)(x).numpy()
         # channels-last everywhere: oneDNN's fast layout on the CPU (2x for the MobileNets
-        # on one core), cuDNN's on the GPU
-        if not getattr(self, "_channels_last", False):
+        # on one core), cuDNN's on the GPU; a module put in ``module``'s place is converted too
+        if getattr(self, "_channels_last", None) is not self.module:
             self.module.to(memory_format=torch.channels_last)
-            self._channels_last = True
+            self._channels_last = self.module
         x = self.preprocess(images, self.device).contiguous(memory_format=torch.channels_last)
         with self.autocast():
             return self._inference_module().features(x).float().cpu().numpy()
@@ -118,25 +93,3 @@ class TorchBackbone(Backbone):
             rewritten = for_cpu_inference(self.module)
             self._rewritten = self.module, rewritten
         return rewritten
-
-    def _frozen_graph(self, example: torch.Tensor):
-        """The frozen, optimised graph of ``module.features`` (traced on the first batch; the
-        batch size may change afterwards)."""
-        if getattr(self, "_frozen", None) is None:
-            module = _FeaturesOf(self.module).eval().to(memory_format=torch.contiguous_format)
-            self._channels_last = False
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # TorchScript's deprecation notice
-                self._frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(module, example)))
-        return self._frozen
-
-
-class _FeaturesOf(nn.Module):
-    """``module.features`` as a module's forward (what tracing needs)."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x):
-        return self.module.features(x)
