@@ -61,16 +61,17 @@ def cached_features(path: str | Path, spec: ModelSpec, source: ImageSource, indi
 
 
 def _save(path, spec: ModelSpec, source: ImageSource, indices, features: np.ndarray, params,
-          seconds: float, resumed_from: int = 0) -> dict:
-    """Write a feature file and its record (the key is computed after loading the model,
-    which may have fetched the weights it names)."""
+          seconds: float, resumed_from: int = 0, key: str | None = None, gathered: int = 0) -> dict:
+    """Write a feature file and its record (the key, by default :func:`feature_key`, is computed
+    after loading the model, which may have fetched the weights it names)."""
     arrays = dict(features=features, labels=source.labels[indices], indices=np.asarray(indices))
     records.save_npz(path, **arrays)
-    records.write_record(path, feature_key(spec, source, indices), params=params, inputs={
+    records.write_record(path, key or feature_key(spec, source, indices), params=params, inputs={
         "model": spec.name, "weights": spec.asset or spec.weights, "weights_id": weights_id(spec),
         "dataset": source.name, "dataset_content": source.content_id, "n_images": int(len(indices)),
         "classes": list(source.classes)}, extra={"seconds": seconds, "shape": list(features.shape),
-                                                **({"resumed_from": resumed_from} if resumed_from else {})})
+                                                **({"resumed_from": resumed_from} if resumed_from else {}),
+                                                **({"gathered": gathered} if gathered else {})})
     return arrays
 
 
@@ -87,14 +88,14 @@ def _partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial.npz")
 
 
-def _resume_point(jobs, key_of, batch_size: int) -> tuple[int, list[list[np.ndarray]]]:
+def _resume_point(jobs, keys: list[str], batch_size: int) -> tuple[int, list[list[np.ndarray]]]:
     """How many images every job has in its partial file (the least of them, whole batches)
     and those features, per job; 0 when any job has none that matches its key."""
     saved = []
-    for path, backbone in jobs:
+    for (path, _), key in zip(jobs, keys):
         partial = _partial_path(Path(path))
         record = records.read_record(partial) or {}
-        if not partial.exists() or record.get("key") != key_of(backbone):
+        if not partial.exists() or record.get("key") != key:
             return 0, [[] for _ in jobs]
         saved.append(records.load_npz(partial)["features"])
     done = min(len(f) for f in saved)
@@ -102,18 +103,19 @@ def _resume_point(jobs, key_of, batch_size: int) -> tuple[int, list[list[np.ndar
     return done, [[f[:done]] if done else [] for f in saved]
 
 
-def _save_partial(jobs, chunks, key_of, done: int) -> None:
-    for (path, backbone), chunk in zip(jobs, chunks):
+def _save_partial(jobs, chunks, keys: list[str], done: int) -> None:
+    for (path, _), chunk, key in zip(jobs, chunks, keys):
         if chunk:
             partial = _partial_path(Path(path))
             records.save_npz(partial, features=np.concatenate(chunk))
-            records.write_record(partial, key_of(backbone), extra={"images": done})
+            records.write_record(partial, key, extra={"images": done})
 
 
 def extract_shared(jobs: Sequence[tuple[str | Path, Backbone]], source: ImageSource, indices: np.ndarray,
                    batches: Callable[[np.ndarray], Iterable], *, batch_size: int = 64,
-                   progress: bool = True, params=None,
-                   checkpoint_seconds: float | None = None) -> list[dict]:
+                   progress: bool = True, params=None, checkpoint_seconds: float | None = None,
+                   known: tuple[np.ndarray, Sequence[np.ndarray]] | None = None,
+                   keys: Sequence[str] | None = None) -> list[dict]:
     """Features of several models from one pass over the images (decode once, feed every
     model), each saved to its own path with its own record, as :func:`cached_features` does.
 
@@ -129,6 +131,14 @@ def extract_shared(jobs: Sequence[tuple[str | Path, Backbone]], source: ImageSou
     batches : callable
         ``batches(indices)`` gives uint8 (n, H, W, C) batches of ``source[indices]`` in chunks
         of ``batch_size``, in order (arrays, or tensors already on the models' device).
+    known : (mask, features), optional
+        Features of some of the images computed before (the reference samples that a split's
+        feature files hold): ``mask`` (len(indices),) bool marks those images and
+        ``features[j]`` (mask.sum(), D) holds job j's features of them, in order. Only the
+        other images are decoded and run; the record counts the known ones (``gathered``).
+    keys : list of str, optional
+        Each job's cache key; default :func:`feature_key` of its model on ``source[indices]``.
+        A file made with ``known`` features must have a key that names where they came from.
 
     Returns
     -------
@@ -137,46 +147,52 @@ def extract_shared(jobs: Sequence[tuple[str | Path, Backbone]], source: ImageSou
     from .progress import progress as counter
 
     indices = np.asarray(indices)
+    if keys is None:
+        keys = [feature_key(backbone.spec, source, indices) for _, backbone in jobs]
+    mask = np.zeros(len(indices), dtype=bool) if known is None else np.asarray(known[0], dtype=bool)
+    if mask.shape != indices.shape or (known is not None and len(known[1]) != len(jobs)):
+        raise ValueError(f"known: a mask of {len(indices)} images and one array per job ({len(jobs)}) expected")
+    todo = indices[~mask]  # the images to decode and run
 
-    keys: dict[str, str] = {}
-
-    def key_of(backbone):
-        if backbone.spec.name not in keys:
-            keys[backbone.spec.name] = feature_key(backbone.spec, source, indices)
-        return keys[backbone.spec.name]
-
-    done, chunks = _resume_point(jobs, key_of, batch_size)
+    done, chunks = _resume_point(jobs, list(keys), batch_size)
     if checkpoint_seconds is None:
         checkpoint_seconds = float(os.environ.get("PEDLIB_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
     resumed_from = done
     started = last_save = time.perf_counter()
-    bar = counter(total=len(indices), desc=f"{source.name}: {len(jobs)} models", unit="img",
+    bar = counter(total=len(todo), desc=f"{source.name}: {len(jobs)} models", unit="img",
                   enabled=progress, leave=False)
     bar.update(done)
     try:
-        for images in batches(indices[done:]) if done < len(indices) else ():
+        for images in batches(todo[done:]) if done < len(todo) else ():
             computed = [backbone.features_of(images) for _, backbone in jobs]
             for chunk, features in zip(chunks, computed):  # all models or none: counts stay equal
                 chunk.append(features)
             done += len(images)
             bar.update(len(images))
-            if time.perf_counter() - last_save >= checkpoint_seconds and done < len(indices):
-                _save_partial(jobs, chunks, key_of, done)
+            if time.perf_counter() - last_save >= checkpoint_seconds and done < len(todo):
+                _save_partial(jobs, chunks, list(keys), done)
                 last_save = time.perf_counter()
     except KeyboardInterrupt:
         done = min(sum(len(part) for part in chunk) for chunk in chunks)  # the interrupt may split a batch
-        _save_partial(jobs, chunks, key_of, done)
+        _save_partial(jobs, chunks, list(keys), done)
         names = ", ".join(backbone.spec.name for _, backbone in jobs)
-        raise ExtractionInterrupted(f"interrupted after {done}/{len(indices)} images of {source.name} "
+        raise ExtractionInterrupted(f"interrupted after {done}/{len(todo)} images of {source.name} "
                                     f"for {names}; rerun to resume") from None
     finally:
         bar.close()
     seconds = (time.perf_counter() - started) / max(len(jobs), 1)
     out = []
-    for chunk, (path, backbone) in zip(chunks, jobs):
-        features = backbone.finish(chunk)
+    for j, (chunk, (path, backbone)) in enumerate(zip(chunks, jobs)):
+        if known is None:
+            features = backbone.finish(chunk)
+        else:
+            given = np.asarray(known[1][j])
+            features = np.empty((len(indices), given.shape[1]), dtype=given.dtype)
+            features[mask] = given
+            if len(todo):
+                features[~mask] = backbone.finish(chunk)
         out.append(_save(path, backbone.spec, source, indices, features, params, seconds,
-                         resumed_from=resumed_from))
+                         resumed_from=resumed_from, key=keys[j], gathered=int(mask.sum())))
         for leftover in (_partial_path(Path(path)), records.record_path(_partial_path(Path(path)))):
             leftover.unlink(missing_ok=True)
     return out

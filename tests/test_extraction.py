@@ -118,8 +118,9 @@ def test_an_interrupted_shared_extraction_resumes_on_the_same_batches(tmp_path):
 
 @needs_assets
 def test_parallel_extraction_hands_out_the_largest_groups_first_and_keeps_each_groups_time(tmp_path, monkeypatch):
-    """Worker processes take groups in submission order: the largest (images x input pixels
-    of its models) go first, so that no process is left alone with a long one at the end;
+    """Worker processes take groups in submission order: the largest (images to compute x
+    input pixels of its models) go first, so that no process is left alone with a long one at
+    the end; the reference groups come after every split group (they take features from them);
     each row still gets its own group's seconds."""
     (tmp_path / "params").mkdir()
     raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
@@ -132,17 +133,27 @@ def test_parallel_extraction_hands_out_the_largest_groups_first_and_keeps_each_g
     def in_order(function, jobs, **options):  # the pool's queue of groups, run here in its order
         if function is not extract_stage.extract_group:
             return pool_map(function, jobs, **options)
+        before = len(submitted)
         submitted.extend(jobs)
-        return [function(study, *job) * 0 + position for position, job in enumerate(jobs, 1)]
+        return [function(study, *job) * 0 + position for position, job in enumerate(jobs, before + 1)]
 
     monkeypatch.setattr(study, "map", in_order)
     summary = study.extract()
     pixels = {"mobilenet_v1_0.25_128": 128 ** 2, "lenet5_clean": 28 ** 2}
-    work = [len(study.indices(d, p)) * sum(pixels[m] for m in models) for d, p, models in submitted]
+
+    def images(dataset, part):  # a reference group computes only the images outside the splits
+        taken = extract_stage.in_splits(study, dataset) if part == "reference" else {}
+        return len(study.indices(dataset, part)) - sum(len(positions) for positions, _ in taken.values())
+
+    work = [images(d, p) * sum(pixels[m] for m in models) for d, p, models in submitted]
     groups = {(dataset, part) for _, dataset, part in extract_stage.feature_jobs(study)}
-    assert sorted((d, p) for d, p, _ in submitted) == sorted(groups)  # references too, one queue
+    assert sorted((d, p) for d, p, _ in submitted) == sorted(groups)
     assert {p for _, p in groups} == {"train", "test", "reference"}
-    assert work == sorted(work, reverse=True) and work[0] > work[-1]
+    splits = sum(p != "reference" for _, p, _ in submitted)
+    assert all(p != "reference" for _, p, _ in submitted[:splits])  # the splits first
+    for phase in (work[:splits], work[splits:]):
+        assert phase == sorted(phase, reverse=True)
+    assert work[0] > work[splits - 1]
     for position, (dataset, part, models) in enumerate(submitted, 1):
         rows = summary[(summary.dataset == dataset) & (summary.part == part)]
         assert sorted(rows.model) == sorted(models) and (rows.seconds == position).all()
@@ -166,3 +177,54 @@ def test_the_linear_probe_stage_extracts_every_feature_set_in_its_one_pass(tmp_p
     assert all(records.is_fresh(extract_stage.feature_path(study, *job), extract_stage.key(study, *job))
                for job in jobs)
     assert study.extract().cached.all()
+
+
+@needs_assets
+def test_reference_samples_in_the_splits_are_taken_from_their_features_not_computed_again(tmp_path, monkeypatch):
+    """A target's reference samples that lie in its train or test split get those files'
+    features; only the others are decoded. The file equals a separate pass over all of them
+    bit for bit (features do not depend on the batch) and its key names the split files. A
+    model's own source data (not a target here) is computed whole."""
+    from pedlib import records
+    from pedlib.features import extract_shared, feature_key
+
+    (tmp_path / "params").mkdir()
+    raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    raw["models"] = ["mobilenet_v1_0.25_128", "lenet5_clean"]  # other targets; MNIST (not a target)
+    raw["extract"] = {"batch_size": 16, "threads": 1, "parallel": False}
+    (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
+    study = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
+    decoded = []
+    batches = extract_stage._batches
+    monkeypatch.setattr(extract_stage, "_batches", lambda s, dataset, indices:
+                        decoded.append((dataset, indices.tolist())) or batches(s, dataset, indices))
+    study.extract()
+    references = [(m, d) for m, d, part in extract_stage.feature_jobs(study) if part == "reference"]
+    assert {d for _, d in references} == {"lfw", "digits", "mnist5k"}
+    for model, dataset in references:
+        reference = study.indices(dataset, "reference")
+        splits = [study.indices(dataset, p) for p in ("train", "test")] if dataset in study.datasets else []
+        in_splits = np.isin(reference, np.concatenate(splits)) if splits else np.zeros(len(reference), bool)
+        assert (0 < in_splits.sum() < len(reference)) == (dataset != "mnist5k"), dataset  # both kinds
+        record = records.read_record(extract_stage.feature_path(study, model, dataset, "reference"))
+        assert record.get("gathered", 0) == in_splits.sum()
+        base = feature_key(study.spec(model), study.source(dataset), reference)
+        assert (record["key"] == base) == (dataset == "mnist5k")
+        alone = extract_shared([(tmp_path / "alone" / f"{model}-{dataset}.npz", study.backbone(model))],
+                               study.source(dataset), reference, lambda i, d=dataset: batches(study, d, i),
+                               batch_size=16, progress=False)[0]
+        np.testing.assert_array_equal(study.features(model, dataset, "reference")["features"], alone["features"])
+    def outside(dataset):
+        reference = study.indices(dataset, "reference")
+        if dataset not in study.datasets:
+            return reference.tolist()
+        return reference[~np.isin(reference, np.concatenate([study.indices(dataset, p) for p in ("train", "test")]))].tolist()
+
+    # one decode per group: the four splits, then each reference group's images outside the splits
+    assert sorted(d for d, _ in decoded[:4]) == ["digits", "digits", "lfw", "lfw"]
+    assert decoded[4:] == [(d, outside(d)) for d in ("digits", "lfw", "mnist5k")]
+    keys = {m: extract_stage.key(study, m, "lfw", "reference") for m in study.models}
+    raw["datasets"]["lfw"]["train_per_class"] = 20  # another split: other features to take
+    (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
+    changed = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
+    assert all(extract_stage.key(changed, m, "lfw", "reference") != keys[m] for m in study.models)

@@ -13,14 +13,14 @@ import pandas as pd
 
 from .. import records
 from ..data.loader import chunk, decoded_batches
-from ..features import cached_features, extract_shared, feature_key
+from ..features import extract_shared, feature_key
 from ..progress import progress
 from . import ports, variants
 
 if TYPE_CHECKING:
     from ..study import Study
 
-__all__ = ["extract", "features", "feature_path", "feature_jobs", "key"]
+__all__ = ["extract", "features", "feature_path", "feature_jobs", "key", "in_splits"]
 
 
 def feature_path(study: "Study", model: str, dataset: str, part: str) -> Path:
@@ -28,8 +28,33 @@ def feature_path(study: "Study", model: str, dataset: str, part: str) -> Path:
 
 
 def key(study: "Study", model: str, dataset: str, part: str) -> str:
-    """The cache key of one feature file (:func:`pedlib.features.feature_key`)."""
-    return feature_key(study.spec(model), study.source(dataset), study.indices(dataset, part))
+    """The cache key of one feature file (:func:`pedlib.features.feature_key`); a reference
+    file's also names the split files it takes features from (:func:`in_splits`)."""
+    base = feature_key(study.spec(model), study.source(dataset), study.indices(dataset, part))
+    if part != "reference" or not in_splits(study, dataset):
+        return base
+    return records.content_key(base, {p: key(study, model, dataset, p) for p in sorted(in_splits(study, dataset))})
+
+
+def in_splits(study: "Study", dataset: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Where ``dataset``'s reference samples lie in its train and test splits, when it is a
+    target (else none): ``{part: (positions in the reference, positions in the part)}``.
+
+    Their features are taken from those splits' files instead of being computed again (the
+    pocket study's reference samples are 724 of 1,000 split images). A model computes an image's
+    features the same in any batch where its convolutions run in oneDNN
+    (:mod:`pedlib.models.inference`), so the file is the one a separate pass would give there.
+    """
+    if dataset not in study.datasets:
+        return {}
+    reference = study.indices(dataset, "reference")
+    found = {}
+    for part in ("train", "test"):
+        _, in_reference, in_part = np.intersect1d(reference, study.indices(dataset, part), assume_unique=True,
+                                                  return_indices=True)
+        if len(in_reference):
+            found[part] = (in_reference, in_part)
+    return found
 
 
 def feature_jobs(study: "Study") -> list[tuple[str, str, str]]:
@@ -55,14 +80,11 @@ def features(study: "Study", model: str, dataset: str, part: str) -> dict:
 
 
 def _features(study: "Study", model: str, dataset: str, part: str) -> tuple[dict, bool]:
-    indices = study.indices(dataset, part)
-    with study.extraction_threads():
-        return cached_features(feature_path(study, model, dataset, part), study.spec(model),
-                               study.source(dataset), indices,
-                               backbone=lambda: study.backbone(model),
-                               images=lambda: _batches(study, dataset, indices),
-                               batch_size=study.params.extract.batch_size,
-                               progress=study.progress, params=study.record_params())
+    path = feature_path(study, model, dataset, part)
+    if records.is_fresh(path, key(study, model, dataset, part)):
+        return records.load_npz(path), False
+    extract_group(study, dataset, part, (model,))
+    return records.load_npz(path), True
 
 
 def _batches(study: "Study", dataset: str, indices: np.ndarray):
@@ -98,13 +120,17 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
             work.append((dataset, part, tuple(stale)))
     if study.params.extract.parallel and study.device.type == "cpu" and len(work) > 1:
         # each (dataset, split) group in a worker process, on extract.threads threads there;
-        # the largest first, so that no process is left with a long group at the end
-        order = sorted(range(len(work)), key=lambda i: -_cost(study, *work[i]))
-        done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets")
+        # the largest first, so that no process is left with a long group at the end; the
+        # reference groups after the splits whose features they take (in_splits)
         timings = [0.0] * len(work)
-        for i, seconds in zip(order, done):
-            timings[i] = seconds
-    else:
+        for phase in (False, True):
+            order = sorted((i for i in range(len(work)) if (work[i][1] == "reference") == phase),
+                           key=lambda i: -_cost(study, *work[i]))
+            done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets") \
+                if order else []
+            for i, seconds in zip(order, done):
+                timings[i] = seconds
+    else:  # feature_jobs gives the splits before the reference samples
         timings = []
         bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=study.progress)
         try:
@@ -125,7 +151,10 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
 def _cost(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> int:
     """A group's work in input pixels (images x each model's input area): an estimate that
     orders the groups; the 224-px models dominate it as they dominate the time."""
-    return len(study.indices(dataset, part)) * sum(study.spec(m).input_size ** 2 for m in models_)
+    images = len(study.indices(dataset, part))
+    if part == "reference":
+        images -= sum(len(positions) for positions, _ in in_splits(study, dataset).values())
+    return images * sum(study.spec(m).input_size ** 2 for m in models_)
 
 
 def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> float:
@@ -133,11 +162,22 @@ def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, .
     its record); returns seconds per model. Runs here or in a worker process."""
     source, indices = study.source(dataset), study.indices(dataset, part)
     started = time.perf_counter()
+    known = None
+    if part == "reference" and in_splits(study, dataset):
+        mask = np.zeros(len(indices), dtype=bool)
+        taken: list[list[np.ndarray]] = [[] for _ in models_]
+        for split, (in_reference, in_part) in in_splits(study, dataset).items():
+            mask[in_reference] = True
+            for j, model in enumerate(models_):
+                taken[j].append((in_reference, features(study, model, dataset, split)["features"][in_part]))
+        order = np.argsort(np.concatenate([positions for positions, _ in taken[0]]))
+        known = mask, [np.concatenate([rows for _, rows in parts])[order] for parts in taken]
     with study.extraction_threads():
         extract_shared([(feature_path(study, m, dataset, part), study.backbone(m)) for m in models_],
                        source, indices, lambda rest: _batches(study, dataset, rest),
                        batch_size=study.params.extract.batch_size, progress=study.progress,
-                       params=study.record_params())
+                       params=study.record_params(), known=known,
+                       keys=[key(study, m, dataset, part) for m in models_])
     return (time.perf_counter() - started) / len(models_)
 
 
