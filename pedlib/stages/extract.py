@@ -162,16 +162,13 @@ def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, .
     its record); returns seconds per model. Runs here or in a worker process."""
     source, indices = study.source(dataset), study.indices(dataset, part)
     started = time.perf_counter()
+    found = in_splits(study, dataset) if part == "reference" else {}
     known = None
-    if part == "reference" and in_splits(study, dataset):
+    if found:
         mask = np.zeros(len(indices), dtype=bool)
-        taken: list[list[np.ndarray]] = [[] for _ in models_]
-        for split, (in_reference, in_part) in in_splits(study, dataset).items():
+        for in_reference, _ in found.values():
             mask[in_reference] = True
-            for j, model in enumerate(models_):
-                taken[j].append((in_reference, features(study, model, dataset, split)["features"][in_part]))
-        order = np.argsort(np.concatenate([positions for positions, _ in taken[0]]))
-        known = mask, [np.concatenate([rows for _, rows in parts])[order] for parts in taken]
+        known = mask, [_taken(study, model, dataset, found)[mask] for model in models_]
     with study.extraction_threads():
         extract_shared([(feature_path(study, m, dataset, part), study.backbone(m)) for m in models_],
                        source, indices, lambda rest: _batches(study, dataset, rest),
@@ -179,6 +176,18 @@ def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, .
                        params=study.record_params(), known=known,
                        keys=[key(study, m, dataset, part) for m in models_])
     return (time.perf_counter() - started) / len(models_)
+
+
+def _taken(study: "Study", model: str, dataset: str, found: dict) -> np.ndarray:
+    """(N_reference, D) ``model``'s features of ``dataset``'s reference samples, the rows of
+    those in its splits (``found``, :func:`in_splits`) filled from the split files."""
+    taken = None
+    for split, (in_reference, in_part) in found.items():
+        rows = features(study, model, dataset, split)["features"][in_part]
+        if taken is None:
+            taken = np.zeros((len(study.indices(dataset, "reference")), rows.shape[1]), dtype=rows.dtype)
+        taken[in_reference] = rows
+    return taken
 
 
 def _row(study: "Study", model: str, dataset: str, part: str, *, cached: bool, seconds: float) -> dict:
