@@ -19,8 +19,9 @@ import pandas as pd
 
 from . import data as datasets, metrics, ped, records
 from .data._source import _cap_per_class
-from .data.loader import chunk, decoded_batches
+from .data.loader import decoded_batches
 from .features import extract_shared, feature_key
+from .models import extraction_batches
 from .models.hub import resolve
 from .progress import progress as counter
 
@@ -177,7 +178,7 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
                  if not records.is_fresh(paths[name], feature_key(backbones[name].spec, src, idx))]
         if stale:
             extract_shared([(paths[name], backbones[name]) for name in stale], src, idx,
-                           lambda rest: decoded_batches(src, chunk(rest, batch_size), device=device,
+                           lambda rest: decoded_batches(src, extraction_batches(rest, batch_size), device=device,
                                                         workers=workers),
                            batch_size=batch_size, progress=progress)
         return {name: records.load_npz(paths[name])["features"] for name in models}

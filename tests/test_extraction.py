@@ -228,3 +228,16 @@ def test_reference_samples_in_the_splits_are_taken_from_their_features_not_compu
     (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
     changed = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
     assert all(extract_stage.key(changed, m, "lfw", "reference") != keys[m] for m in study.models)
+
+
+def test_extraction_batches_never_leave_fewer_than_four_images_for_the_last():
+    from pedlib.models import MIN_BATCH, extraction_batches
+
+    assert MIN_BATCH == 4
+    sizes = {n: [len(b) for b in extraction_batches(np.arange(n), 64)] for n in (0, 2, 64, 67, 68, 128, 131)}
+    assert sizes == {0: [], 2: [2], 64: [64], 67: [67], 68: [64, 4], 128: [64, 64], 131: [64, 67]}
+    assert [len(b) for b in extraction_batches(np.arange(5), 2)] == [2, 3]  # small batches: no batch of 1
+    indices = np.array([9, 3, 7, 1, 5, 2, 8])
+    np.testing.assert_array_equal(np.concatenate(extraction_batches(indices, 3)), indices)  # order kept
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        extraction_batches(indices, 0)

@@ -6,11 +6,11 @@
 >>> features = backbone.extract(images)               # float32 (N, 64)
 """
 
-from ._spec import (Backbone, ModelSpec, create_model, get_spec, list_models, register_model, weights_id,
-                    zoos)
+from ._spec import (MIN_BATCH, Backbone, ModelSpec, create_model, extraction_batches, get_spec, list_models,
+                    register_model, weights_id, zoos)
 
 from . import pocket  # noqa: E402,F401  (registers the pocket zoo)
 
 __all__ = ["Backbone", "ModelSpec", "create_model", "get_spec", "list_models", "register_model", "weights_id",
-           "zoos"]
+           "zoos", "extraction_batches", "MIN_BATCH"]
 from . import paper  # noqa: E402,F401  (registers the paper studies' models)

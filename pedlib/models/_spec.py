@@ -10,7 +10,7 @@ import numpy as np
 from .._registry import Registry
 
 __all__ = ["ModelSpec", "Backbone", "register_model", "create_model", "list_models", "get_spec", "zoos",
-           "weights_id"]
+           "weights_id", "extraction_batches", "MIN_BATCH"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,29 @@ class ModelSpec:
     fingerprint: Callable[["ModelSpec"], str] | None = field(repr=False, compare=False, default=None)
 
 
+#: The fewest images an extraction batch has when there are that many (:func:`extraction_batches`).
+#: In batches of 1-3 images PyTorch runs some layers with other kernels on the CPU (the convolutions
+#: in the CIFAR ResNets' blocks, the LeNets' linear layers), which round differently; from 4 images
+#: on, each of the 17 pocket models gives an image the same features in any batch (1-63 checked).
+MIN_BATCH = 4
+
+
+def extraction_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``indices`` in consecutive batches of ``batch_size``, the last one taking the remainder
+    when that would be a batch of fewer than :data:`MIN_BATCH` images, so that an image's
+    features do not depend on where it falls (the feature caches' keys hold no batch size).
+
+    >>> [len(b) for b in extraction_batches(np.arange(130), 64)]
+    [64, 66]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    starts = list(range(0, len(indices), batch_size))
+    if len(starts) > 1 and len(indices) - starts[-1] < min(MIN_BATCH, batch_size):
+        starts.pop()
+    return [indices[start:end] for start, end in zip(starts, starts[1:] + [len(indices)])]
+
+
 class Backbone:
     """A loaded model. Subclasses implement :meth:`_features` on a preprocessed batch."""
 
@@ -70,17 +93,18 @@ class Backbone:
                 desc: str | None = None, total: int | None = None) -> np.ndarray:
         """Pooled penultimate features of uint8 images (N, H, W, 1 or 3) -> float32 (N, D).
 
-        ``images`` is one array (run in batches of ``batch_size``) or an iterable of uint8
+        ``images`` is one array (run in batches of ``batch_size``, :func:`extraction_batches`) or an iterable of uint8
         batches (streamed; ``total`` images, for the progress bar). Images are converted to
         the model's channels and resized to its input size here.
         """
         from ..progress import progress as counter
 
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if isinstance(images, np.ndarray):
             array, total = images, len(images)
-            images = (array[start:start + batch_size] for start in range(0, total, batch_size))
+            images = (array[positions[0]:positions[-1] + 1]
+                      for positions in extraction_batches(np.arange(total), batch_size))
+        elif batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if total == 0:
             raise ValueError("no images to extract features from")
         chunks = []

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from .. import records
-from ..data.loader import chunk, decoded_batches
+from ..data.loader import decoded_batches
 from ..features import extract_shared, feature_key
+from ..models import extraction_batches
 from ..progress import progress
 from . import ports, variants
 
@@ -92,7 +93,7 @@ def _batches(study: "Study", dataset: str, indices: np.ndarray):
     the GPU when extraction runs on CUDA and the images are JPEG files, else by
     ``extract.workers`` DataLoader processes (0: here)."""
     ex = study.params.extract
-    return decoded_batches(study.source(dataset), chunk(indices, ex.batch_size), device=study.device,
+    return decoded_batches(study.source(dataset), extraction_batches(indices, ex.batch_size), device=study.device,
                            workers=ex.workers, gpu_decode=ex.gpu_decode)
 
 
