@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from typing import Any, Callable, Sequence
 
 from .progress import progress
@@ -93,14 +93,21 @@ class WorkerPool:
         return self._executor
 
     def map(self, function: Callable[..., Any], jobs: Sequence[tuple], *, desc: str = "",
-            unit: str = "jobs", show: bool = True) -> list:
+            unit: str = "jobs", show: bool = True, after: Sequence[Sequence[int]] | None = None) -> list:
         """``[function(*job) for job in jobs]``; ``function`` must be an importable
         module-level callable (pickled by reference). An exception in a job cancels the jobs
-        not yet started and is raised here."""
+        not yet started and is raised here.
+
+        ``after[i]`` lists the jobs that must finish before job ``i`` is handed out (each
+        earlier in ``jobs``, which is also the order here without workers); the others go
+        out at once, in order."""
         jobs = list(jobs)
         results: list = [None] * len(jobs)
         if not jobs:
             return results
+        after = [set(a) for a in after] if after is not None else [set() for _ in jobs]
+        if len(after) != len(jobs) or any(j >= i or j < 0 for i, a in enumerate(after) for j in a):
+            raise ValueError("after must list, for each job, earlier jobs only")
         bar = progress(total=len(jobs), desc=desc, unit=unit, enabled=show)
         try:
             if self.processes <= 1 or len(jobs) == 1:
@@ -112,14 +119,25 @@ class WorkerPool:
                     bar.update()
                 return results
             executor = self._start()
+            waiting = [i for i in range(len(jobs)) if after[i]]
             with _HiddenMain():  # workers start on the first submissions
-                futures = {executor.submit(function, *job): i for i, job in enumerate(jobs)}
+                pending = {executor.submit(function, *job): i for i, job in enumerate(jobs) if not after[i]}
+            finished: set[int] = set()
             try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update()
+                while pending:
+                    # one pass over every future when nothing waits (a stage's many cells)
+                    done = as_completed(list(pending)) if not waiting else \
+                        wait(pending, return_when=FIRST_COMPLETED)[0]
+                    for future in done:
+                        i = pending.pop(future)
+                        results[i] = future.result()
+                        finished.add(i)
+                        bar.update()
+                    for i in [i for i in waiting if after[i] <= finished]:
+                        waiting.remove(i)
+                        pending[executor.submit(function, *jobs[i])] = i
             except BaseException:
-                for future in futures:
+                for future in pending:
                     future.cancel()
                 raise
             return results

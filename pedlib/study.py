@@ -285,14 +285,15 @@ class Study:
         return self._pool
 
     def map(self, function: Callable, jobs: Sequence[tuple], *, desc: str = "", unit: str = "jobs",
-            with_study: bool = True) -> list:
+            with_study: bool = True, after: Sequence[Sequence[int]] | None = None) -> list:
         """``[function(study, *job) for job in jobs]`` in the worker processes, where
         ``study`` is the worker's copy of this study (``with_study=False``:
-        ``function(*job)``); ``function`` must be a module-level function."""
+        ``function(*job)``); ``function`` must be a module-level function; ``after``: the
+        jobs each waits for (:meth:`pedlib.parallel.WorkerPool.map`)."""
         if with_study:
             jobs = [(function, *job) for job in jobs]
             function = _call_worker
-        return self.workers().map(function, jobs, desc=desc, unit=unit, show=self.progress)
+        return self.workers().map(function, jobs, desc=desc, unit=unit, show=self.progress, after=after)
 
     def close(self):
         """Stop the worker processes (also done at exit)."""

@@ -120,21 +120,23 @@ def test_an_interrupted_shared_extraction_resumes_on_the_same_batches(tmp_path):
 def test_parallel_extraction_hands_out_the_largest_groups_first_and_keeps_each_groups_time(tmp_path, monkeypatch):
     """Worker processes take groups in submission order: the largest (images to compute x
     input pixels of its models) go first, so that no process is left alone with a long one at
-    the end; the reference groups come after every split group (they take features from them);
-    each row still gets its own group's seconds."""
+    the end; the reference groups come after the split groups and each is handed out once its
+    target's splits are done (it takes features from them); each row still gets its own
+    group's seconds."""
     (tmp_path / "params").mkdir()
     raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
     raw["models"] = ["mobilenet_v1_0.25_128", "lenet5_clean"]
     raw["extract"] = {"batch_size": 32, "threads": 1, "parallel": True}
     (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
     study = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
-    submitted, pool_map = [], study.map
+    submitted, waits, pool_map = [], [], study.map
 
     def in_order(function, jobs, **options):  # the pool's queue of groups, run here in its order
         if function is not extract_stage.extract_group:
             return pool_map(function, jobs, **options)
         before = len(submitted)
         submitted.extend(jobs)
+        waits.extend(options.get("after") or [[] for _ in jobs])
         return [function(study, *job) * 0 + position for position, job in enumerate(jobs, before + 1)]
 
     monkeypatch.setattr(study, "map", in_order)
@@ -154,6 +156,9 @@ def test_parallel_extraction_hands_out_the_largest_groups_first_and_keeps_each_g
     for phase in (work[:splits], work[splits:]):
         assert phase == sorted(phase, reverse=True)
     assert work[0] > work[splits - 1]
+    for (dataset, part, _), wait_for in zip(submitted, waits):  # a reference group: after its target's splits
+        expected = {(dataset, "train"), (dataset, "test")} if part == "reference" and dataset in study.datasets else set()
+        assert {submitted[i][:2] for i in wait_for} == expected
     for position, (dataset, part, models) in enumerate(submitted, 1):
         rows = summary[(summary.dataset == dataset) & (summary.part == part)]
         assert sorted(rows.model) == sorted(models) and (rows.seconds == position).all()

@@ -188,6 +188,18 @@ def test_rank_device_reaches_the_backbone_for_every_name_form(tmp_path, monkeypa
         assert {p.device.type for p in backbone.module.parameters()} == {"meta"}, name
 
 
+def _interruptible_and_last():
+    """In the child before it runs: Ctrl-C's default action (a process started with SIGINT
+    ignored, as a test runner's worker may have left it, keeps it ignored and Python then
+    never raises KeyboardInterrupt), and the lowest priority, so that on a busy machine the
+    test, waking every 20 ms, gets a core before the run's last batch (~0.7 s alone)."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.nice(19)
+
+
 @needs_assets
 def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
     """Ctrl-C mid-extraction: one line, exit status 130, the batches done are kept; the rerun
@@ -210,10 +222,8 @@ def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
     for attempt in range(3):  # again if this process was descheduled until the run had finished
         out = tmp_path / f"out{attempt}"
         partial = out / "features" / "cifar_resnet20" / "target.npz.partial.npz"
-        # the run at the lowest priority: on a busy machine this process, waking every 20 ms,
-        # still gets a core before the run's last batch (its extraction takes ~0.7 s alone)
         process = subprocess.Popen([*command, "--out", str(out)], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(19))
+                                   stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible_and_last)
         deadline = time.monotonic() + 300
         while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -221,7 +231,7 @@ def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
         _, stderr = process.communicate(timeout=300)
         if process.returncode != 0:
             break
-    assert process.returncode == 130, stderr[-2000:]
+    assert process.returncode == 130, (stderr[-2000:], signal.getsignal(signal.SIGINT))
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("pedlib rank: interrupted after ") and last.endswith("rerun to resume"), last

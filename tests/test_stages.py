@@ -247,3 +247,22 @@ def test_the_command_line_leaves_the_callers_environment_as_it_was(monkeypatch):
     assert main(["models", ]) == 0
     main(["finetune", str(ROOT / "params" / "smoke.yaml"), "--list", "--quiet"])
     assert "TQDM_DISABLE" not in os.environ
+
+
+def test_a_worker_pool_hands_out_a_job_only_after_the_jobs_it_waits_for(tmp_path):
+    """Job 1 copies the file job 0 writes after half a second: handed out at once, it would run
+    on the idle second worker and find no file."""
+    import subprocess
+
+    from pedlib.parallel import WorkerPool
+
+    made, copy = tmp_path / "made", tmp_path / "copy"
+    jobs = [(["bash", "-c", f"sleep 0.5; echo made > {made}"],), (["cp", str(made), str(copy)],), (["true"],)]
+    pool = WorkerPool(2)
+    try:
+        with pytest.raises(ValueError, match="earlier jobs only"):
+            pool.map(subprocess.run, jobs[:1], after=[[0]])
+        results = pool.map(subprocess.run, jobs, after=[[], [0], []], show=False)
+    finally:
+        pool.close()
+    assert [r.returncode for r in results] == [0, 0, 0] and copy.read_text() == "made\n"

@@ -121,16 +121,16 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
             work.append((dataset, part, tuple(stale)))
     if study.params.extract.parallel and study.device.type == "cpu" and len(work) > 1:
         # each (dataset, split) group in a worker process, on extract.threads threads there;
-        # the largest first, so that no process is left with a long group at the end; the
-        # reference groups after the splits whose features they take (in_splits)
+        # the largest first, so that no process is left with a long group at the end; a
+        # reference group once the split groups whose features it takes are done (in_splits)
+        order = sorted(range(len(work)), key=lambda i: (work[i][1] == "reference", -_cost(study, *work[i])))
+        position = {(work[i][0], work[i][1]): n for n, i in enumerate(order)}
+        after = [[position[(dataset, split)] for split in in_splits(study, dataset) if (dataset, split) in position]
+                 if part == "reference" else [] for dataset, part, _ in (work[i] for i in order)]
+        done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets", after=after)
         timings = [0.0] * len(work)
-        for phase in (False, True):
-            order = sorted((i for i in range(len(work)) if (work[i][1] == "reference") == phase),
-                           key=lambda i: -_cost(study, *work[i]))
-            done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets") \
-                if order else []
-            for i, seconds in zip(order, done):
-                timings[i] = seconds
+        for i, seconds in zip(order, done):
+            timings[i] = seconds
     else:  # feature_jobs gives the splits before the reference samples
         timings = []
         bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=study.progress)
