@@ -64,7 +64,7 @@ class ModelSpec:
 #: The fewest images an extraction batch has when there are that many (:func:`extraction_batches`).
 #: In batches of 1-3 images PyTorch runs some layers with other kernels on the CPU (the convolutions
 #: in the CIFAR ResNets' blocks, the LeNets' linear layers), which round differently; from 4 images
-#: on, each of the 17 pocket models gives an image the same features in any batch (1-63 checked).
+#: on, each of the 17 pocket models gives an image the same features in any batch (docs/speed.md).
 MIN_BATCH = 4
 
 
