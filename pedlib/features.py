@@ -147,14 +147,13 @@ def extract_shared(jobs: Sequence[tuple[str | Path, Backbone]], source: ImageSou
     from .progress import progress as counter
 
     indices = np.asarray(indices)
-    if keys is None:
-        keys = [feature_key(backbone.spec, source, indices) for _, backbone in jobs]
+    keys = [feature_key(backbone.spec, source, indices) for _, backbone in jobs] if keys is None else list(keys)
     mask = np.zeros(len(indices), dtype=bool) if known is None else np.asarray(known[0], dtype=bool)
     if mask.shape != indices.shape or (known is not None and len(known[1]) != len(jobs)):
         raise ValueError(f"known: a mask of {len(indices)} images and one array per job ({len(jobs)}) expected")
     todo = indices[~mask]  # the images to decode and run
 
-    done, chunks = _resume_point(jobs, list(keys), batch_size)
+    done, chunks = _resume_point(jobs, keys, batch_size)
     if checkpoint_seconds is None:
         checkpoint_seconds = float(os.environ.get("PEDLIB_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
     resumed_from = done
@@ -170,11 +169,11 @@ def extract_shared(jobs: Sequence[tuple[str | Path, Backbone]], source: ImageSou
             done += len(images)
             bar.update(len(images))
             if time.perf_counter() - last_save >= checkpoint_seconds and done < len(todo):
-                _save_partial(jobs, chunks, list(keys), done)
+                _save_partial(jobs, chunks, keys, done)
                 last_save = time.perf_counter()
     except KeyboardInterrupt:
         done = min(sum(len(part) for part in chunk) for chunk in chunks)  # the interrupt may split a batch
-        _save_partial(jobs, chunks, list(keys), done)
+        _save_partial(jobs, chunks, keys, done)
         names = ", ".join(backbone.spec.name for _, backbone in jobs)
         raise ExtractionInterrupted(f"interrupted after {done}/{len(todo)} images of {source.name} "
                                     f"for {names}; rerun to resume") from None

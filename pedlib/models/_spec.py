@@ -76,12 +76,12 @@ def extraction_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]
     >>> [len(b) for b in extraction_batches(np.arange(130), 64)]
     [64, 66]
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    starts = list(range(0, len(indices), batch_size))
-    if len(starts) > 1 and len(indices) - starts[-1] < min(MIN_BATCH, batch_size):
-        starts.pop()
-    return [indices[start:end] for start, end in zip(starts, starts[1:] + [len(indices)])]
+    from ..data.loader import chunk
+
+    batches = chunk(indices, batch_size)
+    if len(batches) > 1 and len(batches[-1]) < min(MIN_BATCH, batch_size):
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
 
 
 class Backbone:

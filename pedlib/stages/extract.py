@@ -32,9 +32,10 @@ def key(study: "Study", model: str, dataset: str, part: str) -> str:
     """The cache key of one feature file (:func:`pedlib.features.feature_key`); a reference
     file's also names the split files it takes features from (:func:`in_splits`)."""
     base = feature_key(study.spec(model), study.source(dataset), study.indices(dataset, part))
-    if part != "reference" or not in_splits(study, dataset):
+    found = in_splits(study, dataset) if part == "reference" else {}
+    if not found:
         return base
-    return records.content_key(base, {p: key(study, model, dataset, p) for p in sorted(in_splits(study, dataset))})
+    return records.content_key(base, {p: key(study, model, dataset, p) for p in sorted(found)})
 
 
 def in_splits(study: "Study", dataset: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
