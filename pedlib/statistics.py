@@ -124,10 +124,12 @@ class FeatureStatistics:
 
     @cached_property
     def within_scatter_eigh(self) -> tuple[np.ndarray, np.ndarray]:
-        """Eigendecomposition of the within-class scatter ``S_w = F^T F - M^T diag(n) M`` (D, D)."""
+        """Eigendecomposition of the within-class scatter ``S_w = F^T F - M^T diag(n) M`` (D, D),
+        also when N <= D (where :attr:`gram` is the kernel and ``F^T F`` is formed here)."""
         means = self.class_means
         between = (means.T * self.counts) @ means
-        return _eigh(self.gram - between, overwrite=True)
+        scatter = self.gram if self.primal else self.features.T @ self.features
+        return _eigh(scatter - between, overwrite=True)
 
     def translated(self, offsets: np.ndarray | None) -> "Translation":
         """The statistics of ``features + offsets[codes]`` (offsets of shape (n_classes, n_features))."""

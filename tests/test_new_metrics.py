@@ -1,6 +1,8 @@
 """logme_reference, hscore_shrinkage and the baselines (k-NN, dimension): against literal oracles,
 hand-computed cases and invariants; saturation flags."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,33 @@ def test_dim_is_the_feature_dimension_and_ped_cannot_change_it(blobs, reference)
     assert dim(x, y) == 12.0 and metrics.info("dim").kind == "baseline"
     assert ped.score(x, y, "dim", reference) == 12.0
     assert set(metrics.available(kind="baseline")) == {"knn", "dim"}
+
+
+@pytest.mark.parametrize("shape", [(60, 20), (20, 60), (30, 1)], ids=["n > d", "n < d", "one feature"])
+def test_ledoit_wolf_shrinkage_is_sklearns_from_either_gram_matrix(shape):
+    from sklearn.covariance import ledoit_wolf
+    from pedlib.metrics.hscore import _ledoit_wolf
+
+    x = np.random.default_rng(1).normal(size=shape) * np.linspace(0.5, 2.0, shape[1]) + 3.0
+    n, d = shape
+    centred = x - x.mean(axis=0)
+    covariance, shrinkage = ledoit_wolf(x)
+    for gram in (centred @ centred.T, centred.T @ centred):
+        alpha, mu = _ledoit_wolf(np.einsum("ij,ij->i", centred, centred), gram, n, d)
+        assert alpha == pytest.approx(shrinkage, rel=1e-12, abs=1e-15)
+        expected = np.trace(np.cov(x, rowvar=False, bias=True).reshape(d, d)) / d
+        assert mu == pytest.approx(expected, rel=1e-12)
+    assert (shrinkage == 0) == (d == 1)
+
+
+@pytest.mark.parametrize("shape", [(40, 3, 12), (5, 3, 40)], ids=["n > d", "n < d"])
+def test_hscore_shrinkage_without_shrinkage_is_the_hscore(shape, monkeypatch):
+    """alpha = 0 (the Ledoit-Wolf estimate is the covariance itself) takes the pseudo-inverse
+    branch, N <= D included: the score is then the H-score (both normalise alike)."""
+    module = importlib.import_module("pedlib.metrics.hscore")  # the module, not the function
+
+    x, y = make_blobs(*shape, seed=2)
+    shrunk = hscore_shrinkage(x, y)
+    monkeypatch.setattr(module, "_ledoit_wolf", lambda norms, gram, n, d: (0.0, float(norms.sum() / n / d)))
+    assert hscore_shrinkage(x, y) == pytest.approx(hscore(x, y), rel=1e-6)
+    assert hscore_shrinkage(x, y) != pytest.approx(shrunk, rel=1e-3)

@@ -101,3 +101,48 @@ def test_probability_metrics_reject_logits():
         leep(np.array([[2.0, 1.0], [0.5, 3.0]]), [0, 1])
     with pytest.raises(ValueError, match="negative"):
         nce(np.array([[-1.0, 2.0], [0.5, 0.5]]), [0, 1])
+
+
+def _spectrum(n, d, variances, seed=0):
+    """n samples in d dimensions whose centred data has exactly these variances along a
+    random orthonormal basis (the principal components are known)."""
+    rng = np.random.default_rng(seed)
+    k = len(variances)
+    centred = rng.normal(size=(n, k))
+    centred -= centred.mean(axis=0)
+    scores = np.linalg.qr(centred)[0] * np.sqrt(np.asarray(variances) * (n - 1))  # centred, orthogonal
+    basis = np.linalg.qr(rng.normal(size=(d, k)))[0]
+    return scores @ basis.T + rng.normal(size=d)  # plus a mean
+
+
+@pytest.mark.parametrize("shape", [(200, 30), (40, 40), (30, 90)], ids=["n > d", "n = d", "n < d"])
+@pytest.mark.parametrize("n_components", [5, 0.8, 0.999])
+def test_principal_components_are_sklearns_full_svd_pca_with_its_signs(shape, n_components):
+    from pedlib.metrics._pca import principal_components
+
+    x, _ = make_blobs(n_per_class=shape[0] // 2, n_classes=2, n_features=shape[1], seed=3)
+    x = x * np.linspace(0.2, 3.0, shape[1])  # distinct variances
+    expected = PCA(n_components=n_components, svd_solver="full").fit_transform(x)
+    got = principal_components(x, n_components)
+    assert got.shape == expected.shape  # the same number of components for a variance share
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+    before = x.copy()
+    principal_components(x, n_components)
+    np.testing.assert_array_equal(x, before)  # the input is not modified
+
+
+@pytest.mark.parametrize("shape", [(60, 20), (20, 60)], ids=["n > d", "n < d"])
+def test_principal_components_with_a_tiny_kept_variance_go_through_the_svd(shape, monkeypatch):
+    """A component holding 1e-9 of the largest variance would lose digits to the squared
+    spectrum of the eigenproblem: the SVD computes it."""
+    from pedlib.metrics import _pca
+
+    calls = []
+    through_svd = _pca._from_svd
+    monkeypatch.setattr(_pca, "_from_svd", lambda *a: calls.append(a) or through_svd(*a))
+    x = _spectrum(*shape, variances=[5.0, 2.0, 1.0, 1e-9])
+    expected = PCA(n_components=4, svd_solver="full").fit_transform(x)
+    np.testing.assert_allclose(_pca.principal_components(x, 4), expected, rtol=1e-7, atol=0)
+    assert len(calls) == 1
+    _pca.principal_components(x, 3)  # the three large components: the eigenproblem
+    assert len(calls) == 1

@@ -150,3 +150,25 @@ def test_the_rank_c_evaluator_is_chosen_only_where_it_pays():
     assert _low_rank_pays(stats(50, 1024, 16))  # the pocket study's sensitivity grid
     assert not _low_rank_pays(stats(50, 1024, 1))  # one setting: one decomposition
     assert not _low_rank_pays(stats(397, 2048, 16))  # C^3 ~ D^2: a decomposition per setting is cheaper
+
+    def wide(n_samples, n_features, translations):  # N <= D: a setting costs an N x N decomposition
+        y = np.arange(n_samples) % 10
+        return FeatureStatistics(check_features_labels(np.ones((n_samples, n_features)), y), translations)
+
+    assert _low_rank_pays(wide(1000, 1280, 18))  # a 224-px MobileNet on a pocket target
+    assert not _low_rank_pays(wide(100, 1280, 18))  # far fewer samples: 18 small kernels are cheaper
+
+
+def test_the_rank_c_evaluator_also_serves_fewer_samples_than_dimensions():
+    from pedlib.metrics.logme import _LowRankUpdate, _Spectrum, _evaluator
+
+    x, y = make_blobs(n_per_class=12, n_classes=3, n_features=60, separation=0.5, seed=5)  # N = 36 < D
+    single = FeatureStatistics(check_features_labels(x, y), translations=1)
+    many = FeatureStatistics(check_features_labels(x, y), translations=18)
+    offsets = ped.motion(single).offsets
+    assert isinstance(_evaluator(single.translated(offsets)), _Spectrum)  # the kernel's spectrum
+    assert isinstance(_evaluator(many.translated(offsets)), _LowRankUpdate)
+    for metric in ("logme", "logme_reference"):
+        a = metrics.info(metric).from_statistics(single.translated(offsets))
+        b = metrics.info(metric).from_statistics(many.translated(offsets))
+        assert a == pytest.approx(b, rel=1e-10), metric

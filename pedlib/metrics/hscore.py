@@ -68,6 +68,10 @@ def hscore_shrinkage(features, labels) -> float:
     keeps the inverse well-conditioned when D approaches or exceeds N, where the plain
     H-score saturates at C - 1.
 
+    When N <= D the score is computed from the eigendecomposition of the centred samples'
+    N x N kernel, without forming the D x D covariance (the same value; alpha as
+    scikit-learn computes it, from either Gram matrix).
+
     Parameters
     ----------
     features : array-like of shape (n_samples, n_features)
@@ -82,18 +86,57 @@ def hscore_shrinkage(features, labels) -> float:
     Ibrahim, Ponomareva & Mazumder, "Newer is not always better: Rethinking transferability
     metrics, their peculiarities, stability and performance", ECML-PKDD 2022 (arXiv 2110.06893).
     """
-    from sklearn.covariance import LedoitWolf
-
     data = check_features_labels(features, labels)
     x = data.features
-    n = len(x)
-    estimate = LedoitWolf(assume_centered=False, store_precision=False).fit(x)
-    alpha = float(estimate.shrinkage_)
-    deviations = class_means(x, data.codes, data.counts) - x.mean(axis=0)  # (C, D)
-    # Sigma_alpha is positive definite when alpha > 0; a pseudo-inverse (as in hscore) also
-    # covers alpha = 0 on rank-deficient features (dead units).
-    eigenvalues, eigenvectors = scipy.linalg.eigh(estimate.covariance_, overwrite_a=True, check_finite=False)
-    keep = np.abs(eigenvalues) > _RCOND * np.abs(eigenvalues).max()
-    projected = deviations @ eigenvectors[:, keep]
-    quadratic = (projected**2 / eigenvalues[keep]).sum(axis=1)
+    n, d = x.shape
+    centred = x - x.mean(axis=0)
+    squared_norms = np.einsum("ij,ij->i", centred, centred)
+    # The centred data's kernel (N x N) when N <= D, else its scatter (D x D): the same
+    # non-zero spectrum, n times that of the maximum-likelihood covariance Sigma.
+    dual = n <= d
+    gram = centred @ centred.T if dual else centred.T @ centred
+    alpha, mu = _ledoit_wolf(squared_norms, gram, n, d)
+    if dual and alpha > 0:
+        # Sigma_alpha's eigenvalues are (1 - alpha) lambda_k + alpha mu on the data's span and
+        # alpha mu off it, where the class deviations (combinations of the centred samples)
+        # have no part. With Sigma = X^T U diag(s^2) U^T X / (n s^2) and the deviation of
+        # class c = X^T a_c (a_c: 1/n_c on its samples), its squared projection on the k-th
+        # direction is s_k^2 (a_c . u_k)^2 = n lambda_k (a_c . u_k)^2: nothing is divided by a
+        # singular value, and a direction of zero variance contributes nothing.
+        values, vectors = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
+        variances = np.maximum(values, 0.0) / n
+        shrunk = (1 - alpha) * variances + alpha * mu
+        keep = shrunk > _RCOND * shrunk.max()
+        projections = class_means(vectors[:, keep], data.codes, data.counts)  # (C, k): a_c . u_k
+        quadratic = (n * variances[keep] * projections**2 / shrunk[keep]).sum(axis=1)
+    else:
+        # Sigma_alpha is positive definite when alpha > 0; a pseudo-inverse (as in hscore) also
+        # covers alpha = 0 on rank-deficient features (dead units).
+        if dual:
+            gram = centred.T @ centred
+        covariance = (1 - alpha) * (gram / n) + alpha * mu * np.eye(d)
+        eigenvalues, eigenvectors = scipy.linalg.eigh(covariance, overwrite_a=True, check_finite=False)
+        keep = np.abs(eigenvalues) > _RCOND * np.abs(eigenvalues).max()
+        deviations = class_means(centred, data.codes, data.counts)  # (C, D): mu_c - mu
+        projected = deviations @ eigenvectors[:, keep]
+        quadratic = (projected**2 / eigenvalues[keep]).sum(axis=1)
     return float((1 - alpha) * (data.counts * quadratic).sum() / n)
+
+
+def _ledoit_wolf(squared_norms: np.ndarray, gram: np.ndarray, n: int, d: int) -> tuple[float, float]:
+    """Ledoit-Wolf's shrinkage alpha and target scale mu = tr(Sigma) / D, as
+    ``sklearn.covariance.ledoit_wolf_shrinkage`` computes them (0 for one feature), from
+    the centred samples' squared norms (N,) and either Gram matrix of the centred data.
+
+    scikit-learn sums the entries of ``(X^2)^T X^2`` and of ``(X^T X)^2``, two D x D products;
+    the first is ``sum_i ||x_i||^4``, the second the squared Frobenius norm of either Gram
+    matrix (the same non-zero spectrum)."""
+    if d == 1:
+        return 0.0, float(squared_norms.sum() / n)
+    mu = squared_norms.sum() / n / d
+    beta_ = (squared_norms**2).sum()
+    delta_ = np.einsum("ij,ij->", gram, gram) / n**2
+    beta = (beta_ / n - delta_) / (d * n)
+    delta = (delta_ - 2.0 * mu * (mu * d) + d * mu**2) / d
+    beta = min(beta, delta)
+    return (0.0 if beta == 0 else float(beta / delta)), float(mu)

@@ -125,16 +125,18 @@ def _low_rank_pays(base: FeatureStatistics) -> bool:
     """Whether the rank-C evaluator beats one eigendecomposition per setting over all of
     ``base.translations`` settings: about 10 C^3 D flops a setting (a few fixed-point
     iterations of two (C, D) x (D, C^2 / 2) products) plus one 6 D^3 decomposition of S_w,
-    against 6 D^3 a setting. It does for the score stage's sixteen-odd settings unless C^3
-    approaches D^2 (e.g. 397 classes in 2,048 dimensions)."""
+    against 6 min(N, D)^3 a setting (the Gram matrix or, when N <= D, the kernel). It does
+    for the score stage's sixteen-odd settings unless C^3 approaches D^2 (e.g. 397 classes in
+    2,048 dimensions) or N is well below D (100 samples of 1,280-d features)."""
     c, d, settings = base.n_classes, base.n_features, base.translations
-    return settings > 1 and settings * 10 * c**3 * d + 6 * d**3 < settings * 6 * d**3
+    per_setting = 6 * min(base.n_samples, d) ** 3
+    return settings > 1 and settings * 10 * c**3 * d + 6 * d**3 < settings * per_setting
 
 
 def _evaluator(translation: Translation):
     """The cheapest exact evaluator for these statistics (see the module docstring)."""
     base = translation.base
-    if base.primal and not translation.identity and _low_rank_pays(base):
+    if not translation.identity and _low_rank_pays(base):
         omega, vectors = base.within_scatter_eigh
         jhat = vectors.T @ (translation.class_means.T * np.sqrt(base.counts))
         return _LowRankUpdate(omega, jhat, base.counts)

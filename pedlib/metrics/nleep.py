@@ -6,12 +6,8 @@ import numpy as np
 
 from .._stats import class_sums
 from ..validation import check_features_labels, readable
+from ._pca import principal_components
 from ._registry import register
-
-
-def _pca_solver(n_samples: int, n_features: int) -> str:
-    # Both solvers are exact; the covariance one is much faster when N >> D.
-    return "covariance_eigh" if n_samples > 4 * n_features else "full"
 
 
 def _mixture_size(n_samples: int, class_counts, n_features: int, component_ratio: int = 5, **options):
@@ -27,7 +23,8 @@ def _mixture_size(n_samples: int, class_counts, n_features: int, component_ratio
 def nleep(features, labels, component_ratio: int = 5, seed: int = 0) -> float:
     r"""N-LEEP: expected empirical prediction through a Gaussian mixture's components.
 
-    1. PCA keeping 80% of the variance (exact solver);
+    1. PCA keeping 80% of the variance (exact: :func:`principal_components`, scikit-learn's
+       full-SVD PCA from the smaller eigenproblem);
     2. a full-covariance Gaussian mixture with K = component_ratio * C components, fitted with
        ``random_state=seed``; its posteriors P(z | x_i);
     3. P(y, z) = 1/N sum_{i: y_i = y} P(z | x_i), P(y | z) = P(y, z) / P(z) (0 for an unused
@@ -56,15 +53,14 @@ def nleep(features, labels, component_ratio: int = 5, seed: int = 0) -> float:
     if not (isinstance(component_ratio, (int, np.integer)) and component_ratio >= 1):
         raise ValueError(f"component_ratio must be a positive integer, got {readable(component_ratio)}")
     data = check_features_labels(features, labels)
-    n, d = data.features.shape
+    n = len(data.features)
     n_components = int(component_ratio) * data.n_classes
     if n_components > n:
         raise ValueError(f"N-LEEP needs at least component_ratio * n_classes = {n_components} samples; "
                          f"got {n}. Lower component_ratio")
-    from sklearn.decomposition import PCA  # here: importing sklearn costs every process ~0.5 s
-    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture import GaussianMixture  # here: importing sklearn costs every process ~0.5 s
 
-    reduced = PCA(n_components=0.8, svd_solver=_pca_solver(n, d)).fit_transform(data.features)
+    reduced = principal_components(data.features, 0.8)
     mixture = GaussianMixture(n_components=n_components, random_state=seed).fit(reduced)
     posteriors = mixture.predict_proba(reduced)  # P(z | x), (N, K)
     joint = class_sums(posteriors, data.codes, data.n_classes) / n  # P(y, z), (C, K)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..validation import check_features_labels, readable
+from ._pca import principal_components
 from ._registry import register
 
 
@@ -33,7 +34,8 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
 
     1. a seeded, class-stratified subsample of at most ``max_samples`` samples (the N x N
        matrices below are quadratic in N);
-    2. PCA to ``n_dims`` dimensions when D > n_dims (exact PCA; the SFDA/PED code uses a
+    2. PCA to ``n_dims`` dimensions when D > n_dims (exact PCA, scikit-learn's full-SVD PCA
+       from the smaller eigenproblem, :func:`principal_components`; the SFDA/PED code uses a
        randomized approximation with one power iteration); with fewer samples than that, to
        N - 1 dimensions, the rank of the centred data (the reference fails there);
     3. standardise each feature (zero mean, unit variance; constant features left at 0);
@@ -70,9 +72,7 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     x, codes = data.features[chosen], data.codes[chosen]
     kept = min(int(n_dims), len(x) - 1)
     if x.shape[1] > kept:
-        from sklearn.decomposition import PCA
-
-        x = PCA(n_components=kept, svd_solver="full").fit_transform(x)
+        x = principal_components(x, kept)
     std = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
     upper = np.triu_indices(len(codes), k=1)
