@@ -51,7 +51,9 @@ def check_port(name: str, images: np.ndarray, *, mirror=None, batch_size: int = 
 
     Both runtimes get the same pixels, resized to the model's input size by
     :func:`pedlib.data.images.to_model_input` (the TFLite side rounds them to its input
-    type). The original runs on one thread, so the figures are the same on every run.
+    type). The port computes its features through :meth:`TorchBackbone.extract`, as the
+    study's extraction does, and its classifier on them. The original runs on one thread, so
+    the figures are the same on every run.
 
     Returns
     -------
@@ -66,14 +68,11 @@ def check_port(name: str, images: np.ndarray, *, mirror=None, batch_size: int = 
     port = PORTS[name]
     spec = get_spec(name)
     module, normalisation = load_port(name, mirror=mirror)
-    ours = TorchBackbone(spec, module, **normalisation)
-    features, logits = [], []
+    # The port runs as the study's extraction runs it (channels-last, the CPU rewrite of
+    # :mod:`.inference`, its batches): the check covers the features the study uses.
+    features = TorchBackbone(spec, module, **normalisation).extract(images, batch_size=batch_size)
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            pooled = module.features(ours.preprocess(images[start:start + batch_size]))
-            features.append(pooled.numpy())
-            logits.append(module.head(pooled).numpy())
-    features, logits = np.concatenate(features), np.concatenate(logits)
+        logits = module.head(torch.from_numpy(features)).numpy()
     original = TFLiteBackbone(spec, assets.resolve(port.reference, mirror=mirror), threads=1,
                               pixels=port.pixels)
     reference_features, reference_logits = original.run(images)
