@@ -69,6 +69,13 @@ def test_parc_with_fewer_samples_than_dims_keeps_the_datas_rank():
     assert parc(x, y) == pytest.approx(parc(reduced, y, n_dims=64), rel=1e-9)
 
 
+def test_parc_of_constant_features_is_an_error_not_minus_infinity():
+    _, y = make_blobs(n_per_class=10, n_classes=3, n_features=5)
+    for x in (np.ones((30, 5)), np.ones((30, 40))):  # N > D and N < D
+        with pytest.raises(ValueError, match="equally dissimilar"):
+            parc(x, y)
+
+
 def test_parc_subsample_is_stratified_and_seeded():
     x, y = make_blobs(n_per_class=30, n_classes=3)
     a = parc(x, y, max_samples=30, seed=0)

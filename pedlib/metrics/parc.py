@@ -59,6 +59,12 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     -------
     score : float in [-100, 100]
 
+    Raises
+    ------
+    ValueError
+        Where there is no correlation to compute: no same-class or no different-class pair,
+        or every pair equally dissimilar (constant features).
+
     References
     ----------
     Bolya et al., "Scalable Diverse Model Selection for Accessible Transfer Learning", NeurIPS 2021.
@@ -85,6 +91,9 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     from scipy.stats import rankdata
 
     ranks = rankdata(dissimilarity)
+    if ranks.std() == 0:  # Spearman's correlation with a constant is undefined, not -inf
+        raise ValueError("PARC needs features that tell samples apart: every pair of samples is "
+                         "equally dissimilar (e.g. constant features)")
     # Pearson correlation of the ranks with a binary indicator, in closed form.
     covariance = (ranks * different).mean() - ranks.mean() * share
     correlation = covariance / (ranks.std() * np.sqrt(share * (1.0 - share)))
