@@ -97,12 +97,13 @@ def hscore_shrinkage(features, labels) -> float:
     gram = centred @ centred.T if dual else centred.T @ centred
     alpha, mu = _ledoit_wolf(squared_norms, gram, n, d)
     if dual and alpha > 0:
-        # Sigma_alpha's eigenvalues are (1 - alpha) lambda_k + alpha mu on the data's span and
-        # alpha mu off it, where the class deviations (combinations of the centred samples)
-        # have no part. With Sigma = X^T U diag(s^2) U^T X / (n s^2) and the deviation of
-        # class c = X^T a_c (a_c: 1/n_c on its samples), its squared projection on the k-th
-        # direction is s_k^2 (a_c . u_k)^2 = n lambda_k (a_c . u_k)^2: nothing is divided by a
-        # singular value, and a direction of zero variance contributes nothing.
+        # The kernel X X^T = U diag(s^2) U^T gives Sigma's eigenvalues lambda_k = s_k^2 / n on
+        # the directions v_k = X^T u_k / s_k; Sigma_alpha has (1 - alpha) lambda_k + alpha mu
+        # there and alpha mu off the data's span, where the class deviations (combinations of
+        # the centred samples) have no part. The deviation of class c is X^T a_c (a_c: 1/n_c
+        # on its samples), so its projection on v_k is a_c^T X X^T u_k / s_k = s_k (a_c . u_k),
+        # squared n lambda_k (a_c . u_k)^2: nothing is divided by a singular value, and a
+        # direction of zero variance contributes nothing.
         values, vectors = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
         variances = np.maximum(values, 0.0) / n
         shrunk = (1 - alpha) * variances + alpha * mu
