@@ -132,6 +132,18 @@ def test_a_failing_notebook_is_kept_as_failed_with_its_log_and_one_line(tmp_path
         "Error" in (out / "logs" / "02_extract.log").read_text()
 
 
+def test_a_missing_dataset_folder_stops_the_port_check_before_any_port_runs(tmp_path, monkeypatch):
+    """The port check comes first in notebooks 01 and 02: a wrong path in the study's own
+    data is reported before the ports take their half minute."""
+    from pedlib.stages import ports
+
+    path = _smoke_project(tmp_path, datasets={"mine": {"type": "imagefolder", "root": "no_such_folder"}})
+    study = Study.load(path, progress=False)
+    monkeypatch.setattr(ports, "check_one", lambda *args: pytest.fail("a port was checked"))
+    with pytest.raises(FileNotFoundError, match="no_such_folder does not exist"):
+        study.check_ports()
+
+
 def test_score_scatter_shows_only_the_targets_its_ground_truth_covers():
     """The fine-tuning table may cover fewer targets than the study: no empty panels."""
     scores = pd.DataFrame([dict(model=m, dataset=d, metric="logme", variant=v, score=float(i))

@@ -59,7 +59,11 @@ def check(study: "Study") -> pd.DataFrame | None:
     """Each ported model of the study against its original runtime on ``ports.images``
     images of the pocket targets; cached. Raises :class:`~pedlib.models.ports.PortMismatch`
     for a port that fails its bar. None when the study has no ported model or ``ports: null``.
-    The models are checked in the study's worker processes, the largest first."""
+    The models are checked in the study's worker processes, the largest first.
+
+    The check runs before the study's extraction, so before checking it opens every dataset
+    of the study: a missing folder or file is reported at once, not after the ports' half
+    minute."""
     names = ported_models(study)
     if not names:
         return None
@@ -67,6 +71,8 @@ def check(study: "Study") -> pd.DataFrame | None:
     fresh_key = key(study)
     if records.is_fresh(path, fresh_key):
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    for dataset in study.datasets:
+        study.source(dataset)
     order = sorted(names, key=lambda name: -study.spec(name).input_size)
     checked = dict(zip(order, study.map(check_one, [(name,) for name in order], desc="port check",
                                         unit="models")))
