@@ -39,14 +39,15 @@ def principal_components(x: np.ndarray, n_components: int | float) -> np.ndarray
     centred = x - x.mean(axis=0)
     dual = n <= d
     gram = centred @ centred.T if dual else centred.T @ centred
-    if isinstance(n_components, (int, np.integer)):  # only the k largest are needed
+    counted = isinstance(n_components, (int, np.integer))  # else a share of the variance
+    if counted:  # only the k largest are needed
         k = int(n_components)
         values, vectors = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evr",
                                             subset_by_index=[len(gram) - k, len(gram) - 1])
     else:
         values, vectors = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
     values, vectors = np.maximum(values[::-1], 0.0), vectors[:, ::-1]  # descending, as the SVD
-    if not isinstance(n_components, (int, np.integer)):
+    if not counted:
         share = np.cumsum(values / values.sum())
         k = int(np.searchsorted(share, n_components, side="right")) + 1
     if values[k - 1] < _EIGH_MIN_RATIO * values[0]:

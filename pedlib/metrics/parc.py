@@ -91,10 +91,11 @@ def parc(features, labels, n_dims: int = 32, seed: int = 0, max_samples: int = 1
     from scipy.stats import rankdata
 
     ranks = rankdata(dissimilarity)
-    if ranks.std() == 0:  # Spearman's correlation with a constant is undefined, not -inf
+    spread = ranks.std()
+    if spread == 0:  # Spearman's correlation with a constant is undefined, not -inf
         raise ValueError("PARC needs features that tell samples apart: every pair of samples is "
                          "equally dissimilar (e.g. constant features)")
     # Pearson correlation of the ranks with a binary indicator, in closed form.
     covariance = (ranks * different).mean() - ranks.mean() * share
-    correlation = covariance / (ranks.std() * np.sqrt(share * (1.0 - share)))
+    correlation = covariance / (spread * np.sqrt(share * (1.0 - share)))
     return float(100.0 * correlation)
