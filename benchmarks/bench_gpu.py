@@ -37,7 +37,7 @@ import yaml
 
 from pedlib import metrics, ped
 from pedlib.models.paper import SSL_MODELS
-from pedlib.models.torch_backbone import PRECISIONS, exact_float32
+from pedlib.models.torch_backbone import PRECISIONS, exact_float32, memory_format_for
 
 
 def sync(device: torch.device):
@@ -45,19 +45,31 @@ def sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def make_jpegs(folder: Path, n: int, classes: int = 8, seed: int = 0) -> Path:
-    """``n`` 500x375 JPEGs (smooth colour fields plus noise, ~100 KB each) in ``classes`` folders."""
+def _make_jpeg(folder: Path, i: int, classes: int, seed: int) -> None:
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, i])
+    label = i % classes
     yy, xx = np.mgrid[0:375, 0:500].astype(np.float32)
-    for i in range(n):
-        label = i % classes
+    phase = rng.uniform(0, 6.28, size=3)
+    base = 127 + 100 * np.sin(xx[..., None] / (30 + 10 * label) + yy[..., None] / 45 + phase)
+    image = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(folder / f"c{label}" / f"{i:05d}.jpg", quality=90)
+
+
+def make_jpegs(folder: Path, n: int, classes: int = 8, seed: int = 0, processes: int = 1) -> Path:
+    """``n`` 500x375 JPEGs (smooth colour fields plus noise, ~100 KB each) in ``classes``
+    folders; image ``i`` is seeded by ``(seed, i)``, so the files do not depend on ``processes``."""
+    for label in range(min(classes, n)):
         (folder / f"c{label}").mkdir(parents=True, exist_ok=True)
-        phase = rng.uniform(0, 6.28, size=3)
-        base = 127 + 100 * np.sin(xx[..., None] / (30 + 10 * label) + yy[..., None] / 45 + phase)
-        image = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(image).save(folder / f"c{label}" / f"{i:05d}.jpg", quality=90)
+    if processes <= 1:
+        for i in range(n):
+            _make_jpeg(folder, i, classes, seed)
+        return folder
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(_make_jpeg, [folder] * n, range(n), [classes] * n, [seed] * n, chunksize=32))
     return folder
 
 
@@ -74,12 +86,14 @@ def make_checkpoints(folder: Path, names) -> None:
 
 
 def raw_inference(device, precision: str, batch: int, size: int, repeats: int) -> float:
-    """Images/s of a ResNet-50's pooled features on a GPU-resident batch (no data loading)."""
+    """Images/s of a ResNet-50's pooled features on a device-resident batch (no data loading),
+    in the layout extraction uses for ``precision`` (``memory_format_for``)."""
     import torchvision
 
-    net = torchvision.models.resnet50().to(device).eval().to(memory_format=torch.channels_last)
+    layout = memory_format_for(device, precision)
+    net = torchvision.models.resnet50().to(device).eval().to(memory_format=layout)
     net.fc = torch.nn.Identity()
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=layout)
     dtype = PRECISIONS[precision]
     context = exact_float32 if dtype is None else (lambda: torch.autocast(device.type, dtype=dtype))
     with torch.no_grad(), context():
@@ -137,12 +151,16 @@ def study_params(root: Path, images: Path, models, args, **extract) -> Path:
 
 
 def timed_extract(params: Path, parts=("train", "test")) -> tuple[float, int]:
-    """(seconds, images) of Study.extract with the models already loaded and warmed up."""
+    """(seconds, images) of Study.extract with the models loaded and warmed up, and the decoder
+    too (on CUDA, the first batch a process decodes sets nvJPEG up)."""
+    from pedlib.data.loader import decoded_batches
     from pedlib.study import Study
 
     study = Study.load(params, progress=False)
     indices = np.concatenate([study.indices("bench", part) for part in parts])
-    warm = study.source("bench").load(indices[:study.params.extract.batch_size])
+    ex = study.params.extract
+    warm = next(iter(decoded_batches(study.source("bench"), [indices[:ex.batch_size]], device=study.device,
+                                     workers=0, gpu_decode=ex.gpu_decode)))
     for model in study.models:  # load (and autotune) outside the timing
         study.backbone(model).features_of(warm)
     sync(study.device)
@@ -211,7 +229,8 @@ def main(argv=None):
         print(f"measured: {what}: {measured:,.1f} {unit}", file=sys.stderr, flush=True)  # progress; the table comes once, at the end
 
     started = time.perf_counter()
-    images = make_jpegs(root / "images", args.images, classes=4 if args.quick else 8)
+    images = make_jpegs(root / "images", args.images, classes=4 if args.quick else 8,
+                         processes=os.cpu_count() or 1)
     names = list(SSL_MODELS)[:args.models]
     os.environ["PEDLIB_MODELS"] = str(root / "models")
     make_checkpoints(root / "models", names)
@@ -221,7 +240,8 @@ def main(argv=None):
     repeats = 2 if args.quick else 20
     limits = {p: raw_inference(device, p, args.batch_size, args.size, repeats) for p in PRECISIONS}
     for precision, rate in limits.items():
-        row(f"raw inference, ResNet-50, {precision}, batch {args.batch_size} on the device", rate)
+        layout = "NCHW" if memory_format_for(device, precision) == torch.contiguous_format else "channels-last"
+        row(f"raw inference, ResNet-50, {precision} {layout}, batch {args.batch_size} on the device", rate)
     train_limit = raw_training(device, args.train_batch, args.size, 2 if args.quick else 30)
     row(f"raw training steps, ResNet-50, bf16 autocast, batch {args.train_batch}", train_limit)
 

@@ -25,7 +25,7 @@ __all__ = ["feature_key", "cached_features", "extract_shared", "ExtractionInterr
 #: The code a feature file depends on, by runtime (editing other modules keeps caches valid).
 _CODE = {"tflite": ("features", "models._spec", "models.tflite", "data.images"),
          "torch": ("features", "models._spec", "models.torch_backbone", "models.inference", "models.nets",
-                   "models.ports", "models.hub", "models.paper", "data.images", "data.loader")}
+                   "models.ports", "models.hub", "models.paper", "data.images", "data.loader", "data.jpeg")}
 
 
 def feature_key(spec: ModelSpec, source: ImageSource, indices: np.ndarray) -> str:

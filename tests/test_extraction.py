@@ -3,11 +3,14 @@ the CPU here) against the PIL path, and decode-once extraction against per-model
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from pedlib.data.images import decode
-from pedlib.data.jpeg import decode_files
+from pedlib import data
+from pedlib.data import jpeg
+from pedlib.data.jpeg import decode_files, iter_decoded
 from pedlib.features import cached_features
 from pedlib.stages import extract as extract_stage
 from pedlib.study import Study
@@ -48,6 +51,59 @@ def test_a_corrupt_jpeg_falls_back_to_pil_which_names_it(photos, tmp_path):
         decode_files([str(photos[0]), str(broken)], 64, 3)
     good, fallbacks = decode_files([str(photos[0])], 64, 3)
     assert fallbacks == 0 and tuple(good.shape) == (1, 64, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """An ImageFolder of 11 small JPEGs in two classes and one PNG (the PIL fallback)."""
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        (root / f"c{i % 2}").mkdir(exist_ok=True)
+        image = rng.integers(0, 256, size=(40 + i, 50, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / f"c{i % 2}" / (f"{i:02d}.png" if i == 7 else f"{i:02d}.jpg"))
+    return data.create("imagefolder", root=root, size=32)
+
+
+def test_decoding_ahead_yields_the_batches_of_decoding_in_turn(photo_folder):
+    batches = [np.array(b) for b in ([0, 1, 2, 3, 4], [5, 6, 7, 8], [9], [10, 11])]
+    in_turn = list(iter_decoded(photo_folder, batches, device="cpu", ahead=0))
+    for ahead in (1, 2, 8):
+        decoded = list(iter_decoded(photo_folder, batches, device="cpu", ahead=ahead))
+        assert len(decoded) == len(batches)
+        for got, expected in zip(decoded, in_turn):
+            assert torch.equal(got, expected)
+    assert [len(b) for b in in_turn] == [5, 4, 1, 2]
+    with pytest.raises(ValueError, match="ahead must be >= 0"):
+        next(iter_decoded(photo_folder, batches, device="cpu", ahead=-1))
+
+
+def test_decoding_ahead_stops_when_the_consumer_stops_and_passes_errors_on(photo_folder, monkeypatch):
+    decoded = []
+    real = jpeg.decode_files
+
+    def counted(paths, *args, **kwargs):
+        decoded.append(len(paths))
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(jpeg, "decode_files", counted)
+    batches = [np.array([i]) for i in range(12)]
+    stream = iter_decoded(photo_folder, batches, device="cpu", ahead=2)
+    next(stream)
+    stream.close()  # as a KeyboardInterrupt in the consumer does
+    assert len(decoded) <= 4  # the one consumed, at most two ahead, one being submitted
+
+    def broken(paths, *args, **kwargs):
+        if len(decoded) == 2:
+            raise OSError("unreadable image")
+        return counted(paths, *args, **kwargs)
+
+    decoded.clear()
+    monkeypatch.setattr(jpeg, "decode_files", broken)
+    stream = iter_decoded(photo_folder, batches, device="cpu", ahead=2)
+    assert len(list(zip(range(2), stream))) == 2  # the batches before the bad one arrive
+    with pytest.raises(OSError, match="unreadable image"):
+        next(stream)
 
 
 @needs_assets

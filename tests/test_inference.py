@@ -113,3 +113,16 @@ def test_a_backbone_rewrites_a_replaced_module_and_not_on_the_gpu_path():
     assert weight.is_contiguous(memory_format=torch.channels_last)  # the new module runs channels-last too
     backbone.precision = "bf16"
     assert backbone._inference_module() is backbone.module
+
+
+def test_each_device_and_precision_runs_in_its_faster_layout():
+    from pedlib.models.torch_backbone import PRECISIONS, memory_format_for
+
+    for precision in PRECISIONS:  # oneDNN's layout on the CPU; tensor cores' under autocast on CUDA
+        assert memory_format_for("cpu", precision) == torch.channels_last
+    assert memory_format_for("cuda", "bf16") == memory_format_for("cuda:0", "fp16") == torch.channels_last
+    assert memory_format_for("cuda", "fp32") == torch.contiguous_format  # cuDNN's exact-fp32 kernels are NCHW
+    backbone = models.create_model("mlperf_resnet8")
+    assert backbone.memory_format() == torch.channels_last
+    backbone.device = torch.device("cuda")  # the layout follows the backbone's device, not a global
+    assert backbone.memory_format() == torch.contiguous_format

@@ -56,7 +56,7 @@ def _cell_code_objects() -> tuple:
             images.to_model_input, images.decode, _source.split, _source._cap_per_class)
 
 
-_SWEEP_CODE = ("groundtruth.sweep", "groundtruth.accuracy", "groundtruth.finetune", "data.loader",
+_SWEEP_CODE = ("groundtruth.sweep", "groundtruth.accuracy", "groundtruth.finetune", "data.loader", "data.jpeg",
                "data.images", "models.torch_backbone", "models.hub", "models.paper", "models.nets")
 
 
