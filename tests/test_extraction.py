@@ -65,6 +65,25 @@ def photo_folder(tmp_path_factory):
     return data.create("imagefolder", root=root, size=32)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torchvision 0.29's decoders (pedlib.data.jpeg)
+@pytest.mark.parametrize("channels", [3, 1])
+def test_same_sized_images_are_resized_together_with_the_bytes_of_one_at_a_time(photos, channels, monkeypatch):
+    from torchvision.io import decode_jpeg, read_file
+
+    rng = np.random.default_rng(2)
+    decoded = [decode_jpeg(read_file(str(p))) for p in photos[:5]]  # 500 x 375
+    decoded += [torch.from_numpy(rng.integers(0, 256, (3, 40 + i % 2, 60), dtype=np.uint8)) for i in range(4)]
+    decoded.insert(3, None)  # a file the decoder refused
+    together = jpeg._resized(decoded, 32, channels)
+    monkeypatch.setattr(jpeg, "_RESIZE_BYTES", 2 * 4 * 3 * 375 * 500)  # two photos per call
+    assert all(a is b is None or torch.equal(a, b) for a, b in zip(jpeg._resized(decoded, 32, channels), together))
+    assert together[3] is None
+    for image, got in zip(decoded, together):
+        if image is not None:
+            one = jpeg._resize_crop((image if channels == 3 else jpeg._luma(image))[None], 32)[0]
+            assert got.shape == (channels, 32, 32) and torch.equal(got, one)
+
+
 def test_decoding_ahead_yields_the_batches_of_decoding_in_turn(photo_folder):
     batches = [np.array(b) for b in ([0, 1, 2, 3, 4], [5, 6, 7, 8], [9], [10, 11])]
     in_turn = list(iter_decoded(photo_folder, batches, device="cpu", ahead=0))

@@ -33,26 +33,50 @@ __all__ = ["decode_files", "iter_decoded"]
 _JPEG_MAGIC = b"\xff\xd8"
 
 
-def _luma(image: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) uint8 RGB -> (1, H, W) uint8 with PIL's integer ITU-R 601 conversion
+def _luma(images: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) uint8 RGB -> (..., 1, H, W) uint8 with PIL's integer ITU-R 601 conversion
     ((19595 R + 38470 G + 7471 B + 2^15) >> 16), so grayscale matches ``convert("L")``; the
     JPEG decoder's own gray mode takes the file's Y channel, up to 8 levels away."""
-    r, g, b = image.to(torch.int32)
-    return ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).to(torch.uint8)[None]
+    r, g, b = images.to(torch.int32).unbind(-3)
+    return ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).to(torch.uint8).unsqueeze(-3)
 
 
-def _resize_crop(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(C, H, W) uint8 -> (C, size, size) uint8: shorter side to ``size``, centre crop,
-    with the rounding of :func:`pedlib.data.images.decode`."""
-    _, h, w = image.shape
+def _resize_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, size, size) uint8: shorter side to ``size``, centre crop,
+    with the rounding of :func:`pedlib.data.images.decode`. Each image is resampled on its
+    own, so an image gives the same bytes in any batch."""
+    h, w = images.shape[-2:]
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
     if (new_h, new_w) != (h, w):
-        x = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
-        image = x.round_().clamp_(0, 255).to(torch.uint8)
+        x = F.interpolate(images.float(), size=(new_h, new_w), mode="bilinear", antialias=True,
+                          align_corners=False)
+        images = x.round_().clamp_(0, 255).to(torch.uint8)
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    return image[:, top:top + size, left:left + size]
+    return images[:, :, top:top + size, left:left + size]
+
+
+#: Most bytes of float32 pixels that one resize call makes (a batch of large photos is split).
+_RESIZE_BYTES = 1 << 29
+
+
+def _resized(decoded: Sequence[torch.Tensor | None], size: int, channels: int) -> list[torch.Tensor | None]:
+    """:func:`_resize_crop` of each decoded (3, H, W) image, one call per image size (a batch
+    of same-sized photos is a few kernels, not a few per image), at most
+    :data:`_RESIZE_BYTES` of float pixels per call; None stays None."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(decoded):
+        if image is not None:
+            groups.setdefault(tuple(image.shape), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(decoded)
+    for shape, members in groups.items():
+        per_call = max(1, _RESIZE_BYTES // (4 * int(np.prod(shape))))
+        for start in range(0, len(members), per_call):
+            part = members[start:start + per_call]
+            images = torch.stack([decoded[i] for i in part])
+            for i, image in zip(part, _resize_crop(images if channels == 3 else _luma(images), size)):
+                out[i] = image
+    return out
 
 
 def decode_files(paths: Sequence[str], size: int, channels: int = 3, *,
@@ -83,9 +107,8 @@ def decode_files(paths: Sequence[str], size: int, channels: int = 3, *,
                         decoded.append(decode_jpeg(raw[i], mode=ImageReadMode.RGB, device=device))
                     except RuntimeError:
                         decoded.append(None)
-            for i, image in zip(jpeg, decoded):
-                if image is not None:
-                    out[i] = _resize_crop(image if channels == 3 else _luma(image), size)
+            for i, image in zip(jpeg, _resized(decoded, size, channels)):
+                out[i] = image
     fallbacks = 0
     for i, image in enumerate(out):
         if image is None:
@@ -100,11 +123,11 @@ def iter_decoded(source: ImageSource, batches: Sequence[np.ndarray], *,
     """Yield each batch of ``source`` decoded by :func:`decode_files` on ``device``, in order.
 
     A background thread decodes up to ``ahead`` batches ahead of the consumer, on a CUDA stream
-    of its own, so decoding overlaps the model's work on the current stream (on an H200, one
-    ResNet-50 at fp32 took 47 ms per 256 images to decode and 80 ms to run: serial, 41% of the
-    model's rate). A batch is yielded once the consumer's stream has been told to wait for it.
-    ``ahead=0`` decodes in the caller's thread, one batch at a time. The bytes are the same
-    either way. ``workers`` is accepted for symmetry with
+    of its own, so that decoding can overlap the model's work on the current stream; a batch
+    is yielded once the consumer's stream has been told to wait for it. ``ahead=0`` decodes in
+    the caller's thread, one batch at a time. The bytes are the same either way. Measured on an
+    H200 (docs/speed.md), the thread did not speed up extraction: nvJPEG's copies of the file
+    bytes wait for the GPU. ``workers`` is accepted for symmetry with
     :func:`pedlib.data.loader.iter_batches` and unused: the device does the work.
     """
     files = source.files
