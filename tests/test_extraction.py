@@ -7,9 +7,9 @@ import torch
 import yaml
 from PIL import Image
 
-from pedlib.data.images import decode
 from pedlib import data
 from pedlib.data import jpeg
+from pedlib.data.images import decode
 from pedlib.data.jpeg import decode_files, iter_decoded
 from pedlib.features import cached_features
 from pedlib.stages import extract as extract_stage

@@ -69,8 +69,8 @@ def _resized(decoded: Sequence[torch.Tensor | None], size: int, channels: int) -
         if image is not None:
             groups.setdefault(tuple(image.shape), []).append(i)
     out: list[torch.Tensor | None] = [None] * len(decoded)
-    for shape, members in groups.items():
-        per_call = max(1, _RESIZE_BYTES // (4 * int(np.prod(shape))))
+    for members in groups.values():
+        per_call = max(1, _RESIZE_BYTES // (4 * decoded[members[0]].numel()))
         for start in range(0, len(members), per_call):
             part = members[start:start + per_call]
             images = torch.stack([decoded[i] for i in part])
@@ -148,9 +148,10 @@ def iter_decoded(source: ImageSource, batches: Sequence[np.ndarray], *,
         # the current stream is per thread: this one's kernels go to ``side``
         with torch.cuda.stream(side) if cuda else nullcontext():
             images, _ = decode_files([files[i] for i in batch], size, channels, device=device)
-            ready = torch.cuda.Event() if cuda else None
-            if cuda:
-                ready.record(side)
+        if not cuda:
+            return images, None
+        ready = torch.cuda.Event()
+        ready.record(side)
         return images, ready
 
     pending = iter(batches)
