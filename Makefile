@@ -10,7 +10,7 @@ export PEDLIB_ASSETS := $(if $(ASSETS),$(abspath $(ASSETS)),)
 # glibc hands every allocation over 128 KB-32 MB back to the kernel when freed, so each batch of
 # activations is page-faulted in anew; on some VMs that was half the CPU time of extraction and
 # fine-tuning (2-3x slower). Keep up to 1 GiB per process for reuse instead. Numbers do not change
-# (torch aligns its buffers itself); see README "Speed".
+# (torch aligns its buffers itself); see docs/speed.md.
 export MALLOC_MMAP_THRESHOLD_ ?= 1073741824
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 # The same numbers on every x86-64 machine with AVX2: float32 kernels round differently per
@@ -31,18 +31,21 @@ RUN_NB  = $(BIN)/python -m pedlib notebooks $(STUDY)
 # JupyterLab as root (containers, CI) needs --allow-root; headless, it prints its URL.
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help setup test bench bench-extract lab reproduce report finetune groundtruth extract score evaluate figures notebooks
+.PHONY: help setup lock verify test bench bench-extract lab reproduce report finetune groundtruth extract score evaluate figures notebooks
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 14
 
-setup: $(BIN)/.installed  ## create .venv and install pedlib (editable) with its extras
+setup: $(BIN)/.installed  ## create .venv with exactly requirements.lock, and pedlib (editable) in it
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
-	touch $@
+# scripts/environment.py: uv installs the lock (hashes checked), then the installed set is
+# compared with the lock. The lock is for CPython 3.11 on Linux x86-64 (its header).
+$(BIN)/.installed: pyproject.toml requirements.lock scripts/environment.py
+	@$(PYTHON) scripts/environment.py setup $(VENV)
+	@touch $@
+
+lock:  ## resolve pyproject.toml's ranges into requirements.lock (UPGRADE=1: newest in range)
+	@$(PYTHON) scripts/environment.py lock $(if $(UPGRADE),--upgrade,)
 
 # Two pytest workers (pytest-xdist), each test file on one of them, the long files first
 # (tests/conftest.py): a file's fixtures (the smoke and paper studies run end to end) are made
@@ -64,9 +67,13 @@ bench-extract: setup  ## extraction img/s of every pocket model: the module as w
 lab: setup  ## start JupyterLab on the notebooks (open the URL it prints)
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 $(LAB_ROOT) notebooks/
 
-reproduce: setup  ## run the study STUDY (default: pocket) end to end: the five notebooks
+reproduce: setup  ## run the study STUDY (default: pocket) end to end: the five notebooks, then the verdict
 	@$(RUN_NB)
 	@echo "done: executed notebooks in results/$(STUDY)/notebooks, figures in figures/$(STUDY); make report STUDY=$(STUDY) bundles them"
+	@$(BIN)/python -m pedlib verify $(STUDY) --no-fail
+
+verify: setup  ## compare figures/STUDY with the committed files: tables numerically, figures by bytes
+	@$(BIN)/python -m pedlib verify $(STUDY)
 
 report: setup  ## one self-contained HTML of the executed notebooks: results/STUDY/report.html
 	@$(BIN)/python -m pedlib report $(STUDY)

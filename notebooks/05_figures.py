@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 05 · Figures and tables
 #
-# Everything in `figures/<study>/`, in the study's order, each with its caption (also in `figures/<study>/index.md`): the headline weighted-tau figure and PED's effect, then every ground truth and pool, the reference ablation, LogME's definition, the ground truths, score-vs-accuracy scatters, sensitivity to nsigma and time_step, PED trajectories, the ports' check, runtime. Figures are PDF and PNG (`plots.formats`), the headline tables also LaTeX.
+# Everything in `figures/<study>/`, in the study's order, each with its caption (also in `figures/<study>/index.md`): the headline weighted-tau figure and PED's effect, then every ground truth and pool, the reference ablation, LogME's definition, the ground truths, score-vs-accuracy scatters, sensitivity to nsigma and time_step, PED trajectories, the ports' check; then the runtime (from `results/<study>/timing/`). Figures are PDF and PNG (`plots.formats`), the headline tables also LaTeX.
 
 # %%
 import pandas as pd
@@ -57,6 +57,13 @@ display(Markdown(main_table.caption), Markdown((run.figures_dir / main_table.fil
 # %%
 for row in index[index.file.str.endswith(".png") & (index.index != HEADLINE)].itertuples():
     display(Markdown(f"**{row.file}**: {row.caption}"), Image(filename=str(run.figures_dir / row.file), metadata={"alt": row.caption}))
+
+# %% [markdown]
+# The runtime of every metric, without and with PED. Timings vary from run to run, so they are kept in `results/<study>/timing/`, not in `figures/`.
+
+# %%
+runtime = written["runtime"]
+display(Markdown(runtime.with_suffix(".md").read_text()), Image(filename=str(runtime)) if runtime.suffix == ".png" else Markdown(f"`{runtime}`"))
 
 # %%
 Markdown(summary.figures(index))

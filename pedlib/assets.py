@@ -19,6 +19,10 @@ its content.
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.assets", ("pooch",))
+
 import csv
 import difflib
 import hashlib
@@ -27,6 +31,7 @@ import os
 import re
 import shutil
 import tarfile
+import textwrap
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -75,9 +80,15 @@ class Asset:
 def manifest() -> dict[str, Asset]:
     """The project's asset manifest, keyed by path without a trailing slash."""
     text = resources.files("pedlib").joinpath("assets_manifest.tsv").read_text(encoding="utf-8")
-    rows = csv.DictReader(io.StringIO(text), delimiter="\t")
-    assets = [Asset(r["path"], int(r["bytes"]), r["sha256"], r["source"], r["license"], r["description"])
-              for r in rows]
+    assets: list[Asset] = []
+    base: Asset | None = None  # the last row described in full
+    for r in csv.DictReader(io.StringIO(text), delimiter="\t"):
+        description = r["description"]
+        if description.startswith("as above") and base is not None:  # the manifest's shorthand, spelled out
+            description = f"{description[len('as above'):].lstrip(', ')}; otherwise as {base.path}: {base.description}"
+        elif not description.startswith("as above"):
+            base = Asset(r["path"], 0, "", "", "", description)
+        assets.append(Asset(r["path"], int(r["bytes"]), r["sha256"], r["source"], r["license"], description))
     return {a.name: a for a in assets}
 
 
@@ -230,7 +241,7 @@ def resolve(name: str, *, mirror: str | os.PathLike | None = None, cache: str | 
         except Exception as error:  # network or HTTP failure: fall through to the clear message
             problem = f" Download failed: {type(error).__name__}: {error}."
     raise AssetError(
-        f"asset {asset.name!r} ({asset.description[:80]}) is not available."
+        f"asset {asset.name!r} ({textwrap.shorten(asset.description, 110, placeholder=' ...')}) is not available."
         f"{_mirror_note(mirror, asset.path)}{problem} Provide it either "
         f"(1) in a local mirror folder laid out as the manifest: set PEDLIB_ASSETS=/path/to/assets "
         f"(make: ASSETS=/path/to/assets) so that /path/to/assets/{asset.path} exists, or "

@@ -10,7 +10,8 @@ import os
 import sys
 import warnings
 
-from .select import RECOMMENDED
+from ._extras import MissingExtra
+from .metrics import RECOMMENDED
 
 RANK_HELP = f"""\
 Rank candidate backbones for your labelled images without fine-tuning them.
@@ -91,7 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="join a study's executed notebooks into one HTML file")
     report.add_argument("study", help="study name (params/<study>.yaml) or params file")
     report.add_argument("--out", metavar="FILE", help="output file (default results/<study>/report.html)")
+    verify = sub.add_parser("verify", help="compare a study's figures and tables with the committed ones",
+                            description=VERIFY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify.add_argument("study", help="study name (params/<study>.yaml) or params file")
+    verify.add_argument("--against", default="HEAD", metavar="REV", help="the commit to compare with "
+                        "(default: %(default)s)")
+    verify.add_argument("--no-fail", action="store_true", help="exit 0 whatever the verdict (make reproduce)")
     return parser
+
+
+VERIFY_HELP = """\
+Compare figures/<study>/ with the committed files (what `make verify` does): tables (CSV,
+Markdown, LaTeX) number by number, figures (PDF, PNG) byte by byte. Prints one line per file
+that is not identical and the verdict: identical, equal within the tolerance, or different.
+Exits 1 when a file differs, is missing, or is new.
+"""
 
 
 NOTEBOOKS_HELP = """\
@@ -187,6 +202,20 @@ def _notebooks(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    from .params import ParamsError, load_params
+    from .study import find_params
+    from .verify import verify
+
+    try:
+        verdict = verify(load_params(find_params(args.study)).figures_dir, against=args.against)
+    except (ParamsError, FileNotFoundError, RuntimeError) as error:
+        print(f"pedlib verify: {error}", file=sys.stderr)
+        return 2
+    print(verdict.report())
+    return 0 if verdict.ok or args.no_fail else 1
+
+
 class _MessageFormatter(logging.Formatter):
     """``pedlib: warning: ...``: one style for every message pedlib prints."""
 
@@ -238,6 +267,9 @@ def main(argv=None) -> int:
     try:
         with _one_message_style():
             return _main(args)
+    except MissingExtra as missing:
+        print(f"pedlib {args.command}: {missing}", file=sys.stderr)
+        return 2
     finally:  # a caller in this process (a test, a notebook) keeps its own setting
         if saved is None:
             os.environ.pop("TQDM_DISABLE", None)
@@ -254,6 +286,8 @@ def _main(args) -> int:
         return 0
     if args.command in ("notebooks", "report"):
         return _notebooks(args)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "finetune":
         from .params import ParamsError
 
@@ -265,6 +299,7 @@ def _main(args) -> int:
             return 2
     from . import select
     from .models.hub import WeightsUnavailable
+    from .safe_files import UnsafeFile
 
     if args.max_per_class is not None and args.max_per_class < 2:
         print("pedlib rank: --max-per-class must be at least 2", file=sys.stderr)
@@ -279,7 +314,7 @@ def _main(args) -> int:
                                         rank_by_ped=args.ped, workers=args.workers)
         for warning in caught:
             _say_warning(warning.message)
-    except (FileNotFoundError, KeyError, ValueError, WeightsUnavailable) as error:
+    except (FileNotFoundError, KeyError, ValueError, WeightsUnavailable, UnsafeFile) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"pedlib rank: {message}", file=sys.stderr)
         return 2

@@ -22,6 +22,10 @@ submission (job ids, array ids, time).
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("slurm", "pedlib.cluster")
+
 import json
 import os
 import time

@@ -8,6 +8,10 @@ the extraction code, so a file is reused exactly when it would be recomputed ide
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.features")
+
 import os
 import time
 from pathlib import Path

@@ -19,6 +19,10 @@ project root, with the study's name as its parameter:
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("study", "pedlib.notebooks")
+
 import os
 import re
 import sys
@@ -79,8 +83,9 @@ def _run_one(name: str, study: str, root: Path, source_dir: Path, out_dir: Path,
     if not source.is_file():
         raise NotebookFailed(f"no notebook {source}")
     done, failed = out_dir / f"{name}.ipynb", out_dir / f"{name}.failed.ipynb"
-    running = out_dir / f".{name}.running.ipynb"
-    for stale in (done, failed, running):  # a result of this run, or nothing
+    # the process's own name: two runs of one study at once each write their own
+    running = out_dir / f".{name}.running-{os.getpid()}.ipynb"
+    for stale in (done, failed, *_orphans(out_dir, name)):  # a result of this run, or nothing
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
     try:
@@ -104,6 +109,19 @@ def _run_one(name: str, study: str, root: Path, source_dir: Path, out_dir: Path,
         raise
     os.replace(running, done)
     return time.perf_counter() - started
+
+
+def _orphans(out_dir: Path, name: str) -> list[Path]:
+    """Running copies of ``name`` left by processes that no longer exist (killed runs)."""
+    orphans = []
+    for path in out_dir.glob(f".{name}.running-*.ipynb"):
+        try:
+            os.kill(int(path.name.rsplit("-", 1)[1].split(".")[0]), 0)
+        except ProcessLookupError:
+            orphans.append(path)
+        except (ValueError, PermissionError):  # not ours to judge
+            pass
+    return orphans
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -208,9 +226,7 @@ def _report_front(run, present: list[Path], missing: list[str]) -> str:
     evaluation's conclusion, before the notebooks that made them."""
     import base64
 
-    import pandas as pd
-
-    from . import summary
+    from . import records, summary
     from .stages.figures import HEADLINE, figure_index
 
     parts = [f"# The `{run.params.study}` study", run.params.description.strip(),
@@ -222,7 +238,7 @@ def _report_front(run, present: list[Path], missing: list[str]) -> str:
         parts += ["## Does PED help?", _img(data, caption), f"*{caption}*"]
     evaluation = run.output / "evaluation.csv"
     if evaluation.is_file():
-        parts.append(summary.evaluation(pd.read_csv(evaluation, keep_default_na=False, na_values=[""])))
+        parts.append(summary.evaluation(records.read_csv(evaluation)))
     parts.append("The executed notebooks follow (" + ", ".join(p.stem for p in present) + "), as run by "
                  f"`make reproduce STUDY={run.params.study}`"
                  + (f"; not run yet: {', '.join(missing)}" if missing else "")

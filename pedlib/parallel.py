@@ -19,7 +19,7 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from typing import Any, Callable, Sequence
 
-from .progress import progress
+from .progress import advance, progress
 
 __all__ = ["WorkerPool", "map_jobs", "default_processes"]
 
@@ -93,14 +93,15 @@ class WorkerPool:
         return self._executor
 
     def map(self, function: Callable[..., Any], jobs: Sequence[tuple], *, desc: str = "",
-            unit: str = "jobs", show: bool = True, after: Sequence[Sequence[int]] | None = None) -> list:
+            unit: str = "jobs", show: bool = True, after: Sequence[Sequence[int]] | None = None,
+            work: Sequence[float] | None = None) -> list:
         """``[function(*job) for job in jobs]``; ``function`` must be an importable
         module-level callable (pickled by reference). An exception in a job cancels the jobs
         not yet started and is raised here.
 
         ``after[i]`` lists the jobs that must finish before job ``i`` is handed out (each
         earlier in ``jobs``, which is also the order here without workers); the others go
-        out at once, in order."""
+        out at once, in order. ``work[i]``: job ``i``'s size, for the progress ETA."""
         jobs = list(jobs)
         results: list = [None] * len(jobs)
         if not jobs:
@@ -108,7 +109,9 @@ class WorkerPool:
         after = [set(a) for a in after] if after is not None else [set() for _ in jobs]
         if len(after) != len(jobs) or any(j >= i or j < 0 for i, a in enumerate(after) for j in a):
             raise ValueError("after must list, for each job, earlier jobs only")
-        bar = progress(total=len(jobs), desc=desc, unit=unit, enabled=show)
+        bar = progress(total=len(jobs), desc=desc, unit=unit, enabled=show,
+                       work_total=float(sum(work)) if work is not None else None)
+        size = (lambda i: work[i]) if work is not None else (lambda i: None)
         try:
             if self.processes <= 1 or len(jobs) == 1:
                 if self.initializer is not None and not self._initialized_here:
@@ -116,7 +119,7 @@ class WorkerPool:
                     self._initialized_here = True
                 for i, job in enumerate(jobs):
                     results[i] = function(*job)
-                    bar.update()
+                    advance(bar, size(i))
                 return results
             executor = self._start()
             waiting = [i for i in range(len(jobs)) if after[i]]
@@ -132,7 +135,7 @@ class WorkerPool:
                         i = pending.pop(future)
                         results[i] = future.result()
                         finished.add(i)
-                        bar.update()
+                        advance(bar, size(i))
                     for i in [i for i in waiting if after[i] <= finished]:
                         waiting.remove(i)
                         pending[executor.submit(function, *jobs[i])] = i

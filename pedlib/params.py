@@ -6,6 +6,10 @@ model, dataset or metric name, or an out-of-range value is an error naming the f
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.params", ("yaml",))
+
 import dataclasses
 import difflib
 import os
@@ -323,6 +327,18 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     raise TypeError(f"unsupported params type {hint!r}")  # a bug in this module, not in the file
 
 
+def _closest(name: str, options) -> str | None:
+    """The option closest to ``name``: difflib's match, else one that differs by a letter or
+    two in a short name (``Cz`` for ``Cs``), ignoring case."""
+    options = list(options)
+    close = difflib.get_close_matches(name, options, n=1)
+    if close:
+        return close[0]
+    lowered = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return lowered[close[0]] if close else None
+
+
 def _build(cls, value: Any, where: str):
     if value is None:
         value = {}
@@ -334,9 +350,9 @@ def _build(cls, value: Any, where: str):
     unknown = [k for k in value if k not in fields]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(str(key), fields, n=1)
-        _fail(where, f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-              + f" Valid keys: {', '.join(fields)}")
+        close = _closest(str(key), fields)
+        _fail(where, f"unknown key {key!r}" + (f"; did you mean {close!r}?" if close else "")
+              + f" (valid keys: {', '.join(fields)})")
     missing = [name for name, f in fields.items() if name not in value
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

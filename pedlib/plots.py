@@ -9,6 +9,10 @@ PDF and PNG (:func:`save_figure`), tables as Markdown, CSV and, for a paper, LaT
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.plots", ("matplotlib", "pandas"))
+
 import math
 from pathlib import Path
 from typing import Sequence

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Iterable, Iterator, TextIO
 
-__all__ = ["progress", "mode", "LineProgress", "format_seconds", "notice"]
+__all__ = ["progress", "advance", "mode", "LineProgress", "format_seconds", "notice"]
 
 
 def mode() -> str:
@@ -47,11 +47,15 @@ class LineProgress:
     updates closer than ``min_interval`` seconds are merged (the last one is always written).
     On ``close`` a summary line (``[score] 85/85 cells in 7:14``) also goes to ``summary``
     (the notebook's output), when given.
+
+    ``work_total``: the work of all items in some unit (e.g. images x model cost), when the
+    items differ in size; each ``update(work=...)`` then adds its item's work and the ETA
+    comes from the work left at the rate of the work done, not from the count of items.
     """
 
     def __init__(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
                  unit: str = "it", stream: TextIO | None = None, summary: TextIO | None = None,
-                 min_interval: float = 2.0):
+                 min_interval: float = 2.0, work_total: float | None = None):
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
@@ -60,10 +64,11 @@ class LineProgress:
         self.summary = summary
         self.min_interval = min_interval
         self.n = 0
+        self.work_total, self.work_done = work_total, 0.0
         self.postfix = ""
         self.started = time.perf_counter()
         self._last_write = -float("inf")
-        self._first: tuple[int, float] | None = None  # (n, time) of the first update
+        self._first: tuple[int, float, float] | None = None  # (n, work done, time) at the first update
         self._closed = False
 
     def _line(self) -> str:
@@ -73,8 +78,10 @@ class LineProgress:
         if self.total and self._first is not None and self._first[0] < self.n < self.total:
             # the rate from the first update on: the time before it is start-up (worker
             # processes, a model's first load), not work, and would make the first ETA absurd
-            since, done = time.perf_counter() - self._first[1], self.n - self._first[0]
-            parts.append(f"ETA {format_seconds(since / done * (self.total - self.n))}")
+            left = (self.work_total - self.work_done) if self.work_total else self.total - self.n
+            since, done = time.perf_counter() - self._first[2], self.work_done - self._first[1]
+            if done > 0:
+                parts.append(f"ETA {format_seconds(since / done * left)}")
         if self.postfix:
             parts.append(self.postfix)
         return " | ".join(parts)
@@ -89,10 +96,11 @@ class LineProgress:
                 pass
             self._last_write = now
 
-    def update(self, n: int = 1):
+    def update(self, n: int = 1, work: float | None = None):
         self.n += n
+        self.work_done += work if self.work_total and work is not None else n
         if self._first is None:
-            self._first = (self.n, time.perf_counter())
+            self._first = (self.n, self.work_done, time.perf_counter())
         self._write(force=self.total is not None and self.n >= self.total)
 
     def set_postfix_str(self, text: str, refresh: bool = True):
@@ -136,12 +144,13 @@ class _Silent(LineProgress):
 
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
-             unit: str = "it", enabled: bool = True, leave: bool = True):
+             unit: str = "it", enabled: bool = True, leave: bool = True, work_total: float | None = None):
     """A progress counter for a loop: a tqdm bar, terminal lines or nothing (see :func:`mode`).
 
     Use as ``for item in progress(items, desc="score", unit="cells")`` or as a context manager
     with ``update(n)``. ``enabled=False`` silences it (``Study(progress=False)``); a nested
-    counter (``leave=False``) reports only in ``bar`` mode.
+    counter (``leave=False``) reports only in ``bar`` mode. ``work_total``: see
+    :class:`LineProgress` (advance with :func:`advance`).
     """
     chosen = mode() if enabled else "off"
     if chosen == "terminal" and not leave:
@@ -151,8 +160,16 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
 
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True)
     if chosen == "terminal":
-        return LineProgress(iterable, total=total, desc=desc, unit=unit, summary=sys.stdout)
+        return LineProgress(iterable, total=total, desc=desc, unit=unit, summary=sys.stdout, work_total=work_total)
     return _Silent(iterable, total=total, desc=desc, unit=unit)
+
+
+def advance(bar, work: float | None = None) -> None:
+    """One item done, of ``work`` (a tqdm bar counts the item alone)."""
+    if isinstance(bar, LineProgress):
+        bar.update(1, work=work)
+    else:
+        bar.update()
 
 
 def notice(message: str) -> None:

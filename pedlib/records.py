@@ -2,13 +2,16 @@
 
 Every result file ``X`` has a sidecar ``X.record.json``::
 
-    {"key": <sha256 of inputs + params + code version>, "params": ..., "seed": ...,
-     "inputs": ..., "versions": {...}, "git": {"commit": ..., "dirty": ...}, "created": ...}
+    {"key": <sha256 of inputs + params + code version>, "payload": {"bytes": ..., "sha256": ...},
+     "params": ..., "seed": ..., "inputs": ..., "versions": {...}, "environment": {"lock": ...,
+     "differs_from_lock": {...}}, "cpu": ..., "git": {"commit": ..., "dirty": ...}, "created": ...}
 
-A stage recomputes ``X`` unless the payload exists and its record's key equals the key of
-the work it is about to do. Payload and record are written to a temporary file in the same
-folder and renamed into place, payload first: a crash leaves the old state or a payload
-without a matching record (recomputed next time), never half a file.
+A stage recomputes ``X`` unless the payload exists, its record's key equals the key of the
+work it is about to do, and the payload's size and sha256 are those its record names (a
+truncated, edited or half-copied file is recomputed, with one warning naming it). Payload and
+record are written to a temporary file in the same folder and renamed into place, payload
+first: a crash leaves the old state or a payload without a matching record (recomputed next
+time), never half a file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -28,12 +32,23 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from . import lockfile
+
 __all__ = ["content_key", "code_version", "environment", "git_state", "atomic_write",
            "write_record", "read_record", "is_fresh", "save_npz", "load_npz", "write_csv",
-           "record_path"]
+           "record_path", "read_csv", "payload_digest", "environment_key", "CacheError"]
+
+log = logging.getLogger(__name__)
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent
-_VERSIONED = ("numpy", "scipy", "scikit-learn", "torch", "torchvision", "ai-edge-litert", "pandas")
+#: Named in every record for a reader; the lock's sha256 and the differences from it (in
+#: ``environment``) identify the whole environment.
+_VERSIONED = ("numpy", "scipy", "scikit-learn", "torch", "torchvision", "timm", "pillow", "ai-edge-litert",
+              "pandas", "matplotlib", "fonttools")
+
+
+class CacheError(OSError):
+    """A cached result file that cannot be read; the message names the file."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -121,7 +136,8 @@ def git_state() -> dict:
 
 @lru_cache(maxsize=1)
 def environment() -> dict:
-    """Versions of Python, pedlib and the numerical packages, the platform and the CPU arithmetic."""
+    """Versions of Python, pedlib and the main packages, the lock and what differs from it
+    (:func:`pedlib.lockfile.describe`), the platform and the CPU arithmetic."""
     from . import __version__
 
     versions = {"python": platform.python_version(), "pedlib": __version__}
@@ -130,8 +146,15 @@ def environment() -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    return {"versions": versions, "platform": platform.platform(), "machine": platform.machine(),
-            "cpu": cpu_arithmetic()}
+    return {"versions": versions, "environment": lockfile.describe(), "platform": platform.platform(),
+            "machine": platform.machine(), "cpu": cpu_arithmetic()}
+
+
+def environment_key() -> str:
+    """What identifies the installed environment: the lock's sha256 and every distribution that
+    differs from it (or, without a lock, every installed version). Part of the keys of results
+    whose bytes depend on the libraries rather than on pedlib's numbers (the figures)."""
+    return content_key(lockfile.describe())
 
 
 @lru_cache(maxsize=1)
@@ -143,7 +166,12 @@ def cpu_arithmetic() -> dict:
     fine-tuning run can turn into one image more or less correct."""
     import scipy.linalg  # noqa: F401  (loads scipy's BLAS, so the list does not depend on imports)
     import threadpoolctl
-    import torch
+
+    try:
+        import torch
+        capability = torch.backends.cpu.get_cpu_capability()
+    except ImportError:  # the core install: no torch kernels to name
+        capability = None
 
     model = platform.processor()
     try:
@@ -154,7 +182,7 @@ def cpu_arithmetic() -> dict:
         pass
     blas = sorted({f"{info['internal_api']}:{info.get('architecture')}"
                    for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"})
-    return {"model": model, "torch": torch.backends.cpu.get_cpu_capability(), "blas": blas}
+    return {"model": model, "torch": capability, "blas": blas}
 
 
 def record_path(path: str | os.PathLike) -> Path:
@@ -187,8 +215,11 @@ def _umask() -> int:
 
 def write_record(path: str | os.PathLike, key: str, *, params: Any = None, seed: Any = None,
                  inputs: Any = None, extra: Mapping | None = None) -> dict:
-    """Write ``path``'s provenance sidecar (call after the payload is in place)."""
-    record = {"key": key, "file": Path(path).name, "params": _jsonable(params), "seed": seed,
+    """Write ``path``'s provenance sidecar (call after the payload is in place): the payload's
+    size and sha256 go in it, so that :func:`is_fresh` notices a payload changed since."""
+    record = {"key": key, "file": Path(path).name,
+              "payload": payload_digest(path) if Path(path).is_file() else None,
+              "params": _jsonable(params), "seed": seed,
               "inputs": _jsonable(inputs), **environment(), "git": git_state(),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               **_jsonable(dict(extra or {}))}
@@ -205,10 +236,40 @@ def read_record(path: str | os.PathLike) -> dict | None:
         return None
 
 
+def payload_digest(path: str | os.PathLike) -> dict:
+    """``{"bytes": size, "sha256": hex}`` of a file (memoised per size and modification time,
+    so that checking a cache again in the same process reads nothing)."""
+    stat = os.stat(path)
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _digest(path: str, size: int, mtime_ns: int) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
 def is_fresh(path: str | os.PathLike, key: str) -> bool:
-    """True when ``path`` exists and its record was written for exactly this ``key``."""
+    """True when ``path`` exists, its record was written for exactly this ``key``, and the
+    payload is the one the record describes (size and sha256). A payload that is not (cut
+    short, edited, half-copied) is stale: one warning names it, and the caller recomputes it.
+    Records from before payload hashes were kept are trusted on their key alone."""
     record = read_record(path)
-    return Path(path).exists() and record is not None and record.get("key") == key
+    if record is None or record.get("key") != key or not Path(path).exists():
+        return False
+    expected = record.get("payload")
+    if expected is None:
+        return True
+    found = payload_digest(path)
+    if found != expected:
+        log.warning("%s does not match its record (%d bytes, sha256 %s..., expected %d bytes, %s...): "
+                    "recomputing it", path, found["bytes"], found["sha256"][:12], expected.get("bytes", -1),
+                    str(expected.get("sha256"))[:12])
+        return False
+    return True
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
@@ -220,8 +281,30 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
+    """The arrays of an ``.npz`` file; a file that cannot be read raises :class:`CacheError`
+    naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zipfile.BadZipFile, EOFError, ValueError, zlib.error: all "unreadable"
+        raise CacheError(f"{path}: cannot read this feature file ({type(error).__name__}: {error}); "
+                         "delete it to recompute it") from error
+
+
+def read_csv(path: str | os.PathLike):
+    """A CSV that :func:`write_csv` wrote, read back as it was written (empty cells are NaN,
+    strings such as "NA" stay strings); an unreadable file raises :class:`CacheError` naming it."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # pandas' ParserError, EmptyDataError, UnicodeDecodeError
+        raise CacheError(f"{path}: cannot read this table ({type(error).__name__}: {error}); "
+                         "delete it to recompute it") from error
 
 
 def write_csv(frame, path: str | os.PathLike) -> Path:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.scoring", ("pandas",))
+
 import time
 import warnings
 from typing import Mapping, Sequence

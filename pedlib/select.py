@@ -7,6 +7,11 @@
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.select (pedlib rank)")
+
+import contextlib
 import json
 import logging
 import time
@@ -29,9 +34,7 @@ __all__ = ["RECOMMENDED", "RankResult", "cluster_view", "load_images", "rank_mod
 
 log = logging.getLogger(__name__)
 
-#: The default (metric, PED) of ``pedlib rank``: the method with the best mean weighted tau
-#: against the linear probe over all models of the pocket study (figures/pocket/; docs/study.md).
-RECOMMENDED = {"metric": "logme", "ped": False}
+RECOMMENDED = metrics.RECOMMENDED
 
 
 @dataclass
@@ -156,63 +159,83 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
         raise ValueError("give at least one model")
     if len(set(models)) != len(models):
         raise ValueError("a model is listed twice")
+    out = Path(out) if out is not None else None
+    cache = Path(cache) if cache is not None else (out / "features" if out else Path(".pedlib-cache/features"))
     backbones = {}
     for name in models:  # resolve every name first: a typo fails before any image is read
         backbones[name] = resolve(name, mirror=mirror, device=device)
-    source = load_images(data)
-    indices, dropped = _select(source, max_per_class, seed)
-    labels = source.labels[indices]
-    reference_source = load_images(reference) if reference is not None else None
-    out = Path(out) if out is not None else None
-    cache = Path(cache) if cache is not None else (out / "features" if out else Path(".pedlib-cache/features"))
-    options = dict(ped_options or {})
-    if workers is None:
-        from .parallel import default_processes
+    # two runs on one cache at once take turns: the second waits, then reads the first's features
+    with _exclusive(cache):
+        source = load_images(data)
+        indices, dropped = _select(source, max_per_class, seed)
+        labels = source.labels[indices]
+        reference_source = load_images(reference) if reference is not None else None
+        options = dict(ped_options or {})
+        if workers is None:
+            from .parallel import default_processes
 
-        workers = min(8, default_processes() - 1)
+            workers = min(8, default_processes() - 1)
 
-    def extract(kind: str, src, idx) -> dict[str, np.ndarray]:
-        """Features of every model on ``src[idx]``: cached ones read, the rest from one decode."""
-        paths = {name: cache / _safe(name) / f"{kind}.npz" for name in models}
-        stale = [name for name in models
-                 if not records.is_fresh(paths[name], feature_key(backbones[name].spec, src, idx))]
-        if stale:
-            extract_shared([(paths[name], backbones[name]) for name in stale], src, idx,
-                           lambda rest: decoded_batches(src, extraction_batches(rest, batch_size), device=device,
-                                                        workers=workers),
-                           batch_size=batch_size, progress=progress)
-        return {name: records.load_npz(paths[name])["features"] for name in models}
+        def extract(kind: str, src, idx) -> dict[str, np.ndarray]:
+            """Features of every model on ``src[idx]``: cached ones read, the rest from one decode."""
+            paths = {name: cache / _safe(name) / f"{kind}.npz" for name in models}
+            stale = [name for name in models
+                     if not records.is_fresh(paths[name], feature_key(backbones[name].spec, src, idx))]
+            if stale:
+                extract_shared([(paths[name], backbones[name]) for name in stale], src, idx,
+                               lambda rest: decoded_batches(src, extraction_batches(rest, batch_size), device=device,
+                                                            workers=workers),
+                               batch_size=batch_size, progress=progress)
+            return {name: records.load_npz(paths[name])["features"] for name in models}
 
-    started = time.perf_counter()
-    target = extract("target", source, indices)
-    references = {name: None for name in models}
-    if reference_source is not None:
-        references = extract("reference", reference_source, np.arange(len(reference_source)))
-    extraction_seconds = (time.perf_counter() - started) / len(models)
-    rows = []
-    for name in counter(models, desc="rank", unit="models", enabled=progress):
         started = time.perf_counter()
-        x = target[name].astype(np.float64)
-        # One set of statistics for both scores: LogME's Gram matrix is computed once.
-        statistics = ped.statistics(x, labels)
-        entry = metrics.info(metric)
-        plain = ped.score_translation(entry, statistics.translated(None), labels)
-        moved = ped.motion(statistics, references[name], **{**ped.DEFAULTS, **options})
-        with_ped = ped.score_translation(entry, statistics.translated(moved.offsets), labels)
-        rows.append(dict(model=name, score=plain, score_ped=with_ped, ped_steps=moved.steps,
-                         dim=x.shape[1], seconds=time.perf_counter() - started + extraction_seconds))
-    table = pd.DataFrame(rows)
-    table["rank"] = table.score.rank(ascending=False, method="min").astype(int)
-    table["rank_ped"] = table.score_ped.rank(ascending=False, method="min").astype(int)
-    key = "score_ped" if rank_by_ped else "score"
-    table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
-    table = table[["model", "score", "score_ped", "rank", "rank_ped", "ped_steps", "dim", "seconds"]]
-    result = RankResult(table, source, indices, dropped, cache, references, options)
-    if out is not None:
-        result.paths = _write(result, out, metric=metric, data=str(data), reference=reference,
-                              max_per_class=max_per_class, seed=seed, ped_options=options,
-                              rank_by_ped=rank_by_ped)
-    return result
+        target = extract("target", source, indices)
+        references = {name: None for name in models}
+        if reference_source is not None:
+            references = extract("reference", reference_source, np.arange(len(reference_source)))
+        extraction_seconds = (time.perf_counter() - started) / len(models)
+        rows = []
+        for name in counter(models, desc="rank", unit="models", enabled=progress):
+            started = time.perf_counter()
+            x = target[name].astype(np.float64)
+            # One set of statistics for both scores: LogME's Gram matrix is computed once.
+            statistics = ped.statistics(x, labels)
+            entry = metrics.info(metric)
+            plain = ped.score_translation(entry, statistics.translated(None), labels)
+            moved = ped.motion(statistics, references[name], **{**ped.DEFAULTS, **options})
+            with_ped = ped.score_translation(entry, statistics.translated(moved.offsets), labels)
+            rows.append(dict(model=name, score=plain, score_ped=with_ped, ped_steps=moved.steps,
+                             dim=x.shape[1], seconds=time.perf_counter() - started + extraction_seconds))
+        table = pd.DataFrame(rows)
+        table["rank"] = table.score.rank(ascending=False, method="min").astype(int)
+        table["rank_ped"] = table.score_ped.rank(ascending=False, method="min").astype(int)
+        key = "score_ped" if rank_by_ped else "score"
+        table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
+        table = table[["model", "score", "score_ped", "rank", "rank_ped", "ped_steps", "dim", "seconds"]]
+        result = RankResult(table, source, indices, dropped, cache, references, options)
+        if out is not None:
+            result.paths = _write(result, out, metric=metric, data=str(data), reference=reference,
+                                  max_per_class=max_per_class, seed=seed, ped_options=options,
+                                  rank_by_ped=rank_by_ped)
+        return result
+
+
+@contextlib.contextmanager
+def _exclusive(cache: Path):
+    """Hold ``cache``'s lock (``<cache>/.lock``); when another run holds it, say so and wait."""
+    from filelock import FileLock, Timeout
+
+    cache.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(cache / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("another pedlib rank uses %s; waiting for it to finish (its features are then reused)", cache)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _write(result: RankResult, out: Path, **params) -> dict[str, Path]:

@@ -18,6 +18,11 @@ any number of processes.
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.study")
+
+import contextlib
 import dataclasses
 import difflib
 import logging
@@ -33,6 +38,7 @@ import torch
 
 from . import data, models, records, stages
 from .parallel import WorkerPool
+from .progress import notice
 from .params import ParamsError, StudyParams, load_params
 from .stages import extract as extract_stage, groundtruth as groundtruth_stage, ports as ports_stage
 from .stages import score as score_stage
@@ -47,11 +53,18 @@ _WORKER: "Study | None" = None  # the Study of a worker process (see Study.worke
 
 def _init_worker(params: StudyParams, mirror, params_path):
     global _WORKER
-    _WORKER = Study(params, mirror=mirror, progress=False, params_path=params_path)
+    # a worker runs jobs for a process that holds the study's lock: it takes none itself
+    _WORKER = Study(params, mirror=mirror, progress=False, params_path=params_path, exclusive=False)
 
 
 def _call_worker(function: Callable, *args):
     return function(_WORKER, *args)
+
+
+def _waiting(message: str) -> None:
+    """One line in the terminal of ``make reproduce`` and in the log (a notebook, pedlib rank)."""
+    notice(message)
+    log.warning(message)
 
 
 def find_params(study: str | os.PathLike) -> Path:
@@ -84,11 +97,17 @@ class Study:
         Report progress (:mod:`pedlib.progress`).
     params_path : path, optional
         The params file (set by :meth:`load`; fine-tuning jobs run from it).
+    exclusive : bool, default True
+        Each stage holds the study's lock (``results/<study>/.lock``) while it runs, so that two
+        runs of one study at once (two terminals, a notebook beside ``make reproduce``) take
+        turns: the second waits, then finds the first one's results cached.
     """
 
     def __init__(self, params: StudyParams, *, mirror=None, progress: bool = True,
-                 params_path: str | os.PathLike | None = None):
+                 params_path: str | os.PathLike | None = None, exclusive: bool = True):
         self.params = params
+        self.exclusive = exclusive
+        self._lock = None
         self.mirror = mirror
         self.progress = progress
         self.params_path = params_path
@@ -108,44 +127,77 @@ class Study:
     # ------------------------------------------------------------------ the stages
     def groundtruth(self, *, recompute_finetune: bool = False) -> dict[str, pd.DataFrame]:
         """Stage 01 (:func:`pedlib.stages.groundtruth.groundtruth`)."""
-        return groundtruth_stage.groundtruth(self, recompute_finetune=recompute_finetune)
+        with self.locked():
+            return groundtruth_stage.groundtruth(self, recompute_finetune=recompute_finetune)
 
     def accuracies(self) -> dict[str, pd.DataFrame]:
         """Each ground truth as one accuracy per (model, dataset) (:func:`pedlib.stages.groundtruth.accuracies`)."""
-        return groundtruth_stage.accuracies(self)
+        with self.locked():
+            return groundtruth_stage.accuracies(self)
 
     def check_ports(self) -> pd.DataFrame | None:
         """The ports against their original runtime (:func:`pedlib.stages.ports.check`)."""
-        return ports_stage.check(self)
+        with self.locked():
+            return ports_stage.check(self)
 
     def extract(self, parts: tuple[str, ...] | None = None) -> pd.DataFrame:
         """Stage 02 (:func:`pedlib.stages.extract.extract`)."""
-        return extract_stage.extract(self, parts)
+        with self.locked():
+            return extract_stage.extract(self, parts)
 
     def features(self, model: str, dataset: str, part: str) -> dict:
         """One feature set, cached (:func:`pedlib.stages.extract.features`)."""
-        return extract_stage.features(self, model, dataset, part)
+        with self.locked():
+            return extract_stage.features(self, model, dataset, part)
 
     def score(self) -> pd.DataFrame:
         """Stage 03 (:func:`pedlib.stages.score.score`)."""
-        return score_stage.score(self)
+        with self.locked():
+            return score_stage.score(self)
 
     def evaluate(self, scores: pd.DataFrame | None = None) -> pd.DataFrame:
         """Stage 04 (:func:`pedlib.stages.evaluate.evaluate`)."""
         from .stages import evaluate  # scipy.stats and matplotlib load only for the stages that draw on them
 
-        return evaluate.evaluate(self, scores)
+        with self.locked():
+            return evaluate.evaluate(self, scores)
 
     def figures(self) -> dict[str, Path]:
         """Stage 05 (:func:`pedlib.stages.figures.figures`)."""
         from .stages import figures
 
-        return figures.figures(self)
+        with self.locked():
+            return figures.figures(self)
 
     @cached_property
     def finetuning(self) -> Finetuning:
         """The fine-tuning jobs (:class:`pedlib.stages.finetune.Finetuning`)."""
         return Finetuning(self)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the study's lock (``results/<study>/.lock``, reentrant) for the duration; when
+        another process holds it, say so once and wait for it."""
+        if not self.exclusive:
+            yield
+            return
+        if self._lock is None:
+            from filelock import FileLock
+
+            self.output.mkdir(parents=True, exist_ok=True)
+            self._lock = FileLock(self.output / ".lock")
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            _waiting(f"another run of the {self.params.study} study holds {self.output / '.lock'}; "
+                           "waiting for it to finish (its results are then reused)")
+            self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def stage_keys(self) -> dict[str, str]:
         """The key of every result the stages would write (:func:`pedlib.stages.stage_keys`)."""
@@ -285,15 +337,17 @@ class Study:
         return self._pool
 
     def map(self, function: Callable, jobs: Sequence[tuple], *, desc: str = "", unit: str = "jobs",
-            with_study: bool = True, after: Sequence[Sequence[int]] | None = None) -> list:
+            with_study: bool = True, after: Sequence[Sequence[int]] | None = None,
+            work: Sequence[float] | None = None) -> list:
         """``[function(study, *job) for job in jobs]`` in the worker processes, where
         ``study`` is the worker's copy of this study (``with_study=False``:
         ``function(*job)``); ``function`` must be a module-level function; ``after``: the
-        jobs each waits for (:meth:`pedlib.parallel.WorkerPool.map`)."""
+        jobs each waits for, ``work`` each one's size for the ETA (:meth:`pedlib.parallel.WorkerPool.map`)."""
         if with_study:
             jobs = [(function, *job) for job in jobs]
             function = _call_worker
-        return self.workers().map(function, jobs, desc=desc, unit=unit, show=self.progress, after=after)
+        return self.workers().map(function, jobs, desc=desc, unit=unit, show=self.progress, after=after,
+                                  work=work)
 
     def close(self):
         """Stop the worker processes (also done at exit)."""

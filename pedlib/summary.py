@@ -5,6 +5,10 @@ so what a conclusion says is exactly what the table above it shows.
 
 from __future__ import annotations
 
+from ._extras import require as _require
+
+_require("torch", "pedlib.summary", ("pandas",))
+
 from pathlib import Path
 
 import numpy as np

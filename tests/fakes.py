@@ -266,8 +266,11 @@ def ssl_checkpoint(resnet_state: dict, layout: str):
         return state
     if layout == "resnet":
         return {"resnet": dict(resnet_state)}
-    if layout == "encoder":  # InfoMin / InsDis style
-        return {"model": {f"encoder.{k}": v for k, v in backbone.items()}}
+    if layout == "encoder":  # InfoMin / InsDis (PyContrast): the training arguments saved beside the weights
+        import argparse
+
+        return {"model": {f"encoder.{k}": v for k, v in backbone.items()}, "epoch": 800,
+                "opt": argparse.Namespace(arch="resnet50", learning_rate=0.03, nce_t=0.2)}
     if layout == "plain":
         return dict(resnet_state)
     raise ValueError(layout)

@@ -49,6 +49,17 @@ def test_missing_asset_names_both_ways_to_provide_it(tmp_path):
         assets.resolve("models/cifar10_resnet20.th", mirror=tmp_path, cache=tmp_path / "c", download=False)
 
 
+def test_a_missing_assets_message_is_complete_in_itself(tmp_path):
+    """The manifest says "as above, ResNet-56" for the CIFAR ResNets after the first: the
+    message spells out what the file is, with no "above" to look for."""
+    with pytest.raises(assets.AssetError) as raised:
+        assets.resolve("models/cifar10_resnet56.th", mirror=tmp_path, cache=tmp_path / "c", download=False)
+    message = str(raised.value)
+    assert message.startswith("asset 'models/cifar10_resnet56.th' (ResNet-56; otherwise as "
+                              "models/cifar10_resnet20.th: CIFAR-10 supervised ResNet-20 (He et al. 2016")
+    assert "as above" not in message and "\n" not in message
+
+
 def test_asset_without_download_url_still_names_both_ways(tmp_path):
     with pytest.raises(assets.AssetError, match="not a downloadable URL.*PEDLIB_ASSETS.*skimage"):
         assets.resolve("data/lfw_subset.npy", mirror=tmp_path, cache=tmp_path / "c")

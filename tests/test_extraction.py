@@ -134,8 +134,16 @@ def test_decode_once_extraction_equals_per_model_extraction(tmp_path):
     raw["models"] = ["mobilenet_v1_0.25_128", "mlperf_resnet8", "lenet5_clean"]
     (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
     study = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
-    summary = study.extract(parts=("train",))
+    with pytest.warns(UserWarning) as caught:
+        summary = study.extract(parts=("train",))
     assert not summary.cached.any() and len(summary) == 3 * len(study.datasets)
+    # the port check's one line for every port below the top-1 bar of a quantized original
+    ports_lines = [str(w.message) for w in caught if "port" in str(w.message)]
+    assert len(ports_lines) == 1 and ports_lines[0].startswith(
+        "ports: 1 of 2 agree with their quantized originals on fewer than 90% of top-1 predictions (lowest 0.")
+    assert ports_lines[0].endswith("mobilenet_v1_0.25_128) while their features agree: quantization moves "
+                                   "near-tied logits, the ports are right (docs/study.md, \"The ports' check\"; "
+                                   "figures/smoke/ports.md)")
     for model in study.models:
         for dataset in study.datasets:
             shared = study.features(model, dataset, "train")

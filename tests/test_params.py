@@ -33,6 +33,10 @@ def _with(**changes):
 @pytest.mark.parametrize("changes, message", [
     ({"metrix": ["logme"]}, "unknown key 'metrix'; did you mean 'metrics'"),
     ({"reference__mdoe": "others"}, "unknown key 'mdoe'; did you mean 'mode'"),
+    ({"groundtruth__linear_probe__Cz": [1.0]}, r"groundtruth.linear_probe: unknown key 'Cz'; did you mean 'Cs'\? "
+                                               r"\(valid keys: Cs, folds, max_iter, threads\)$"),
+    ({"groundtruth__linear_probe__tolerance": 1}, r"unknown key 'tolerance' \(valid keys: Cs, folds, max_iter, "
+                                                  r"threads\)$"),
     ({"reference__mode": "sorce"}, "'sorce' is not one of .*did you mean 'source'"),
     ({"models": ["lenet5_clen"]}, "unknown model 'lenet5_clen'; did you mean 'lenet5_clean'"),
     ({"datasets": {"flower12": {}}}, "unknown dataset 'flower12'; did you mean 'flowers12'"),

@@ -86,6 +86,54 @@ def test_rank_resumes_from_cached_features(folder, tmp_path, monkeypatch):
 
 
 @needs_assets
+def test_rank_recomputes_a_truncated_feature_file_and_names_it(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["rank", str(folder), "--models", FAST[0], "--out", str(out), "--quiet"]) == 0
+    first = pd.read_csv(out / "ranking.csv")
+    (cached,) = (out / "features").rglob("target.npz")
+    whole = cached.read_bytes()
+    cached.write_bytes(whole[: len(whole) // 2])
+    capsys.readouterr()
+    assert main(["rank", str(folder), "--models", FAST[0], "--out", str(out), "--quiet"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "does not match its record" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"pedlib: warning: {cached} ")
+    assert pd.read_csv(out / "ranking.csv")[["model", "score"]].equals(first[["model", "score"]])
+
+
+@needs_assets
+def test_two_ranks_on_one_output_at_once_take_turns_and_agree(folder, tmp_path):
+    """Two `pedlib rank` processes on one output folder while a third run holds it: each says
+    in one line that it waits; once it is free they take turns (the second reuses the first's
+    features), and both succeed with the ranking of a single run, no file half-written."""
+    import subprocess
+    import sys
+    import time
+
+    from filelock import FileLock
+
+    single = tmp_path / "single"
+    assert main(["rank", str(folder), "--models", *FAST[:2], "--out", str(single), "--quiet"]) == 0
+    shared = tmp_path / "shared"
+    (shared / "features").mkdir(parents=True)
+    command = [sys.executable, "-m", "pedlib", "rank", str(folder), "--models", *FAST[:2], "--out", str(shared),
+               "--quiet"]
+    logs = [tmp_path / f"run{i}.err" for i in range(2)]
+    with FileLock(shared / "features" / ".lock"):
+        runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w")) for log in logs]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not all("another pedlib rank uses" in log.read_text() for log in logs):
+            time.sleep(0.2)
+    assert [run.wait(timeout=600) for run in runs] == [0, 0], [log.read_text()[-2000:] for log in logs]
+    for log in logs:
+        assert [line for line in log.read_text().splitlines() if "waiting" in line] == [
+            f"pedlib: warning: another pedlib rank uses {shared / 'features'}; waiting for it to finish "
+            "(its features are then reused)"]
+    expected = pd.read_csv(single / "ranking.csv")[["model", "score", "score_ped"]]
+    assert pd.read_csv(shared / "ranking.csv")[["model", "score", "score_ped"]].equals(expected)
+    assert not [p for p in shared.rglob("*") if p.name.endswith(".tmp")]
+
+
+@needs_assets
 def test_rank_on_flowers_puts_the_imagenet_mobilenet_first(tmp_path):
     from pedlib import assets
 
@@ -141,17 +189,42 @@ def test_checkpoint_models_load_strictly(tmp_path):
         resolve(f"resnet18={tmp_path / 'absent.pth'}")
 
 
-def test_offline_pretrained_weights_fail_clearly(monkeypatch):
-    import timm
+def test_an_unreachable_hub_fails_at_once_with_how_to_work_offline(monkeypatch, tmp_path, capsys, caplog):
+    """No network: the hub (here a closed port on loopback) is probed once and timm runs in
+    the hub's offline mode, so the command fails in well under a second instead of after
+    huggingface_hub's five retries (47 s), with one line that says how to work offline."""
+    import time
 
-    def offline(*args, **kwargs):
-        raise OSError("no network")
+    from huggingface_hub import constants
 
-    monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(WeightsUnavailable, match="could not fetch pretrained weights for timm:resnet18"):
-        resolve("timm:resnet18")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    started = time.perf_counter()
+    with caplog.at_level("WARNING"):
+        assert main(["rank", str(tmp_path), "--models", "timm:resnet18", "--quiet"]) == 2
+    assert time.perf_counter() - started < 20
+    assert not [r for r in caplog.records if "Retrying" in r.getMessage()]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "pedlib rank: no pretrained weights for timm:resnet18: the Hugging Face hub is unreachable and they "
+        "are not in its local cache. To work offline, pass a local checkpoint as "
+        "timm:resnet18=/path/to/weights.pth, or fetch them once with network access and set "
+        "HF_HUB_OFFLINE=1 to use the hub's cache"]
+    assert constants.HF_HUB_OFFLINE is False  # the offline mode lasted for the call only
     with pytest.raises(KeyError, match="unknown timm model"):
         resolve("timm:resnet_does_not_exist")
+
+
+def test_torchvision_weights_without_network_fail_with_how_to_work_offline(monkeypatch):
+    import urllib.error
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    with pytest.raises(WeightsUnavailable, match=r"^no pretrained weights ResNet18_Weights.IMAGENET1K_V1 for "
+                       r"resnet18: torchvision could not fetch them \(URLError: .*\)\. To work offline, pass a "
+                       r"local checkpoint as resnet18=/path/to/weights.pth"):
+        resolve("resnet18")
 
 
 @needs_assets

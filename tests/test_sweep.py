@@ -161,7 +161,7 @@ def test_an_interrupted_job_resumes_to_the_same_weights(tmp_path):
     checkpoint = tmp_path / "job.ckpt.pt"
     with pytest.raises(Crash):
         train(checkpoint=checkpoint, key="k", on_step=crash_after_four)
-    assert torch.load(checkpoint, weights_only=False)["step"] == 4
+    assert torch.load(checkpoint, weights_only=True)["step"] == 4
     steps = []
     resumed = train(checkpoint=checkpoint, key="k", on_step=steps.append).state_dict()
     assert steps == [5, 6]  # only the unfinished steps ran

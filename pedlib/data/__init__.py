@@ -8,6 +8,10 @@
 >>> images = source.load(split.train)                   # uint8 (n, 224, 224, 3)
 """
 
+from .._extras import require as _require
+
+_require("torch", "pedlib.data")
+
 from ._source import ImageSource, Split, available, create, register, split
 
 from . import pocket  # noqa: E402,F401  (registers the pocket targets)

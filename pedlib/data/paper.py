@@ -33,12 +33,12 @@ Fine-tuning uses all labels (``multilabels``: present, absent, or difficult only
 from __future__ import annotations
 
 import os
-import pickle
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from ..safe_files import load_pickle
 from ._source import ImageSource, register
 from .images import FileLoader
 
@@ -161,13 +161,11 @@ def _cifar(name: str, folder: str, files: dict, label_key: bytes, meta: tuple, r
     arrays, labels, split = [], [], []
     for role, names in files.items():
         for file in names:
-            with open(base / file, "rb") as handle:
-                batch = pickle.load(handle, encoding="bytes")
+            batch = load_pickle(base / file, encoding="bytes")
             arrays.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             labels += list(batch[label_key])
             split += [role] * len(batch[label_key])
-    with open(base / meta[0], "rb") as handle:
-        classes = [c.decode() for c in pickle.load(handle, encoding="bytes")[meta[1]]]
+    classes = [c.decode() for c in load_pickle(base / meta[0], encoding="bytes")[meta[1]]]
     images = np.concatenate(arrays)
     return ImageSource(name, np.asarray(labels, dtype=np.int64), tuple(classes),
                        partial(_resize_array, images, size), 3,

@@ -1,5 +1,9 @@
 """Ground truth for judging rankings: linear probe, fine-tuning, published accuracies."""
 
+from .._extras import require as _require
+
+_require("torch", "pedlib.groundtruth")
+
 from .finetune import FinetuneConfig, finetune_cell, finetune_run
 from .linear_probe import linear_probe
 

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from .. import records
+from ..safe_files import load_checkpoint
 from ..data import ImageSource
 from ..data.loader import chunk, decoded_batches
 from .accuracy import evaluate
@@ -212,7 +213,7 @@ def train(backbone, source: ImageSource, fit: np.ndarray, *, learning_rate: floa
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
         start = 0
         if checkpoint is not None and checkpoint.is_file():
-            state = torch.load(checkpoint, map_location=device, weights_only=False)
+            state = load_checkpoint(checkpoint, map_location=device)
             if state.get("key") == key:
                 module.load_state_dict(state["module"])
                 optimizer.load_state_dict(state["optimizer"])

@@ -15,6 +15,10 @@ from .parc import parc
 from .sfda import sfda
 from .transrate import transrate
 
-__all__ = ["MetricInfo", "SATURATION_RTOL", "available", "get", "info", "register", "dim", "gbc",
+__all__ = ["RECOMMENDED", "MetricInfo", "SATURATION_RTOL", "available", "get", "info", "register", "dim", "gbc",
            "hscore", "hscore_shrinkage", "knn", "leep", "nce", "logme", "logme_reference", "nleep",
            "parc", "sfda", "transrate"]
+
+#: The default (metric, PED) of ``pedlib rank``: the method with the best mean weighted tau
+#: against the linear probe over all models of the pocket study (figures/pocket/; docs/study.md).
+RECOMMENDED = {"metric": "logme", "ped": False}

@@ -6,6 +6,10 @@
 >>> features = backbone.extract(images)               # float32 (N, 64)
 """
 
+from .._extras import require as _require
+
+_require("torch", "pedlib.models")
+
 from ._spec import (MIN_BATCH, Backbone, ModelSpec, create_model, extraction_batches, get_spec, list_models,
                     register_model, weights_id, zoos)
 

@@ -16,13 +16,17 @@ the global-pooled penultimate layer for every torchvision classifier.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from ..safe_files import load_checkpoint
 from ._spec import Backbone, ModelSpec, create_model, list_models
 from .torch_backbone import TorchBackbone
 
@@ -84,7 +88,7 @@ def unnest_state_dict(checkpoint, path) -> dict:
 
 
 def _checkpoint_state(path: Path) -> dict:
-    checkpoint = unnest_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+    checkpoint = unnest_state_dict(load_checkpoint(path), path)
     state = {}
     for key, value in checkpoint.items():
         for prefix in ("module.", "encoder_q.", "encoder.", "backbone."):
@@ -104,6 +108,44 @@ def _load_strict(net: nn.Module, state: dict, path: Path):
     net.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
+#: How long the Hugging Face hub may take to accept a connection before pedlib works offline.
+HUB_TIMEOUT = 3.0
+
+
+def _hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) accepts a connection within ``timeout``
+    seconds; False in offline mode (``HF_HUB_OFFLINE=1``)."""
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """The hub's offline mode for the duration (its cache only), so that an unreachable hub
+    fails at once instead of after huggingface_hub's retries (about a minute)."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = saved or offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+
+
 def _build(arch: str, *, pretrained: bool):
     """(net, input size, mean, std) for a torchvision name or ``timm:<name>``."""
     if arch.startswith("timm:"):
@@ -113,13 +155,17 @@ def _build(arch: str, *, pretrained: bool):
         if name not in timm.list_models():
             close = difflib.get_close_matches(name, timm.list_models(), n=3)
             raise KeyError(f"unknown timm model {name!r}" + (f"; did you mean {close}?" if close else ""))
+        offline = pretrained and not _hub_reachable()
         try:
-            net = timm.create_model(name, pretrained=pretrained)
+            with _hub_offline(offline):
+                net = timm.create_model(name, pretrained=pretrained)
         except Exception as error:  # hub/network failures come in many types
+            where = ("the Hugging Face hub is unreachable and they are not in its local cache"
+                     if offline else f"timm could not fetch them ({_first_line(error)})")
             raise WeightsUnavailable(
-                f"could not fetch pretrained weights for timm:{name} ({type(error).__name__}: "
-                f"{error}). timm downloads them from the Hugging Face hub; without network "
-                f"access pass a local checkpoint as timm:{name}=/path/to/weights.pth") from None
+                f"no pretrained weights for timm:{name}: {where}. To work offline, pass a local "
+                f"checkpoint as timm:{name}=/path/to/weights.pth, or fetch them once with network "
+                "access and set HF_HUB_OFFLINE=1 to use the hub's cache") from None
         config = timm.data.resolve_data_config({}, model=net)
         return net, int(config["input_size"][-1]), config["mean"], config["std"]
     import torchvision.models as tvm
@@ -131,9 +177,10 @@ def _build(arch: str, *, pretrained: bool):
         net = tvm.get_model(arch, weights=weights, **({"aux_logits": True} if arch in ("inception_v3", "googlenet") and pretrained else {}))
     except Exception as error:
         raise WeightsUnavailable(
-            f"could not fetch pretrained weights {weights} for {arch} ({type(error).__name__}: "
-            f"{error}). torchvision downloads them to ~/.cache/torch; without network access "
-            f"pass a local checkpoint as {arch}=/path/to/weights.pth") from None
+            f"no pretrained weights {weights} for {arch}: torchvision could not fetch them "
+            f"({_first_line(error)}). To work offline, pass a local checkpoint as "
+            f"{arch}=/path/to/weights.pth, or fetch them once with network access (they are kept "
+            "in ~/.cache/torch/hub)") from None
     size = 299 if arch == "inception_v3" else 224
     return net, size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

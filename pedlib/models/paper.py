@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..safe_files import load_checkpoint
 from ._spec import ModelSpec, register_model
 from .hub import _Features, resolve as resolve_hub, unnest_state_dict
 from .torch_backbone import TorchBackbone
@@ -63,7 +64,7 @@ def load_ssl_resnet50(path: str | os.PathLike) -> nn.Module:
     import torchvision
 
     path = Path(path)
-    state = unnest_state_dict(torch.load(path, map_location="cpu", weights_only=False), path)
+    state = unnest_state_dict(load_checkpoint(path), path)
     net = torchvision.models.resnet50()
     net.fc = nn.Identity()
     wanted = set(net.state_dict())

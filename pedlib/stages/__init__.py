@@ -19,6 +19,10 @@ that makes them; :func:`stage_keys` collects them without doing any work.
 
 from __future__ import annotations
 
+from .._extras import require as _require
+
+_require("torch", "pedlib.stages")
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

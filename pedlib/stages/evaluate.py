@@ -38,7 +38,7 @@ def _inputs(study: "Study", scores: pd.DataFrame | None, name: str, accuracies: 
     it depends on the scores, the ground truths, the evaluation settings, the pools, the
     models, the seed and this code. Scores and accuracies are read unless given."""
     if scores is None:
-        scores = pd.read_csv(study.output / "scores.csv", keep_default_na=False, na_values=[""])
+        scores = records.read_csv(study.output / "scores.csv")
     if accuracies is None:
         accuracies = groundtruth.accuracies(study)
     key = records.content_key(name, records.content_key(scores.to_csv()),
@@ -65,7 +65,7 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
     scores, accuracies, path, key = _inputs(study, scores, "evaluation")
     ev = study.params.evaluation
     if records.is_fresh(path, key):
-        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        table = records.read_csv(path)
         if ev.paper_table:
             paper_comparison(study, table)
         ped_effect(study, scores, accuracies)
@@ -136,7 +136,7 @@ def ped_effect(study: "Study", scores: pd.DataFrame | None = None,
     scores, accuracies, path, key = _inputs(study, scores, "ped_effect", accuracies)
     ev = study.params.evaluation
     if records.is_fresh(path, key):
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        return records.read_csv(path)
     main = scores[scores.variant.isin(["plain", "ped"])]
     tied = {k: _tie_saturated(g) for k, g in main.groupby(["dataset", "method"], sort=False)}
     per_metric = {}
@@ -186,7 +186,7 @@ def paper_comparison(study: "Study", evaluation: pd.DataFrame | None = None) -> 
     from ..groundtruth.published import load_published_wtau
 
     if evaluation is None:
-        evaluation = pd.read_csv(study.output / "evaluation.csv", keep_default_na=False, na_values=[""])
+        evaluation = records.read_csv(study.output / "evaluation.csv")
     paper = load_published_wtau(Path(study.params.root) / study.params.evaluation.paper_table)
     truth = "published" if "published" in set(evaluation.groundtruth) else evaluation.groundtruth.iloc[0]
     ours = evaluation[(evaluation.groundtruth == truth) & (evaluation.pool == "all")

@@ -15,7 +15,7 @@ from .. import records
 from ..data.loader import decoded_batches
 from ..features import extract_shared, feature_key
 from ..models import extraction_batches
-from ..progress import progress
+from ..progress import advance, progress
 from . import ports, variants
 
 if TYPE_CHECKING:
@@ -128,18 +128,21 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
         position = {(work[i][0], work[i][1]): n for n, i in enumerate(order)}
         after = [[position[(dataset, split)] for split in in_splits(study, dataset) if (dataset, split) in position]
                  if part == "reference" else [] for dataset, part, _ in (work[i] for i in order)]
-        done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets", after=after)
+        done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets", after=after,
+                         work=[_cost(study, *work[i]) for i in order])
         timings = [0.0] * len(work)
         for i, seconds in zip(order, done):
             timings[i] = seconds
     else:  # feature_jobs gives the splits before the reference samples
         timings = []
-        bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=study.progress)
+        costs = [_cost(study, *group) for group in work]
+        bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=study.progress,
+                       work_total=float(sum(costs)))
         try:
-            for dataset, part, stale in work:
+            for (dataset, part, stale), cost in zip(work, costs):
                 bar.set_postfix_str(f"{dataset} {part}: {len(stale)} models")
                 timings.append(extract_group(study, dataset, part, stale))
-                bar.update()
+                advance(bar, cost)
         finally:
             bar.close()
             study.release_backbones()
@@ -152,7 +155,7 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
 
 def _cost(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> int:
     """A group's work in input pixels (images x each model's input area): an estimate that
-    orders the groups; the 224-px models dominate it as they dominate the time."""
+    orders the groups and paces the ETA; the 224-px models dominate it as they dominate the time."""
     images = len(study.indices(dataset, part))
     if part == "reference":
         images -= sum(len(positions) for positions, _ in in_splits(study, dataset).values())

@@ -28,10 +28,6 @@ __all__ = ["figures", "figure_index", "HEADLINE"]
 HEADLINE = "wtau_figure"
 
 
-def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
-
-
 def figures(study: "Study") -> dict[str, Path]:
     """Write every figure (in each of ``params.plots.formats``) and table (Markdown, CSV and,
     for the headline tables, LaTeX) of ``study`` with a caption each, and ``index.md`` listing
@@ -39,23 +35,34 @@ def figures(study: "Study") -> dict[str, Path]:
     with their captions)."""
     out = study.figures_dir
     out.mkdir(parents=True, exist_ok=True)
-    scores = _read(study.output / "scores.csv")
-    evaluation = _read(study.output / "evaluation.csv")
+    scores = records.read_csv(study.output / "scores.csv")
+    evaluation = records.read_csv(study.output / "evaluation.csv")
     accuracies = groundtruth.accuracies(study)
     effect = ped_effect(study, scores, accuracies)
     comparison = study.output / "paper_comparison.csv"
     ports = study.output / "ports.csv"
     plots = study.params.plots
-    key = records.content_key("figures", records.content_key(scores.to_csv()),
-                              records.content_key(evaluation.to_csv()), records.content_key(effect.to_csv()),
+    # Timings (the scores' and the ports' seconds) vary from run to run: they are kept out of the
+    # key and out of figures/ (the runtime figure goes to results/<study>/timing/), so a rerun
+    # that reproduces the numbers rewrites nothing there. The environment is in the key: the
+    # plotting libraries decide the figures' bytes.
+    timing = study.output / "timing"
+    key = records.content_key("figures", _untimed_key(scores), records.content_key(evaluation.to_csv()),
+                              records.content_key(effect.to_csv()),
                               {n: records.content_key(t.to_csv()) for n, t in accuracies.items()},
                               comparison.read_text() if comparison.exists() else None,
-                              ports.read_text() if ports.exists() else None,
-                              study.params.as_dict(), records.code_version("plots", "plotstyle", "stages.figures"))
-    if records.is_fresh(out / "index.md", key):
+                              _untimed_key(records.read_csv(ports)) if ports.exists() else None,
+                              study.params.as_dict(), records.environment_key(),
+                              records.code_version("plots", "plotstyle", "stages.figures"))
+    # The runtime files live under results/: a fresh clone, whose figures/ holds the committed
+    # files and record, has none of them and so regenerates every figure.
+    runtime_files = [timing / f"runtime.{suffix}" for suffix in (*plots.formats, "md", "csv")]
+    if records.is_fresh(out / "index.md", key) and all(p.exists() for p in runtime_files):
         listed = records.read_record(out / "index.md")["inputs"]
         if all((out / name).exists() for entry in listed.values() for name in entry["files"]):
-            return {label: out / entry["files"][0] for label, entry in listed.items()}
+            return {**{label: out / entry["files"][0] for label, entry in listed.items()},
+                    "runtime": _viewable_first([timing / f"runtime.{f}" for f in plots.formats])[0],
+                    "runtime_table": timing / "runtime.md"}
     written: dict[str, tuple[list[Path], str]] = {}
     ev = study.params.evaluation
     ci = (f"{ev.level:.0%} percentile bootstrap intervals over models ({ev.bootstrap} resamples; for the "
@@ -171,19 +178,25 @@ def figures(study: "Study") -> dict[str, Path]:
                        f"Weighted tau against the published accuracies: {column} "
                        "(ours, the paper's, ours minus the paper's), per method and dataset.")
     if ports.exists():
-        table = _read(ports).set_index("model").drop(columns=["quantized"], errors="ignore")
+        table = records.read_csv(ports).set_index("model").drop(columns=["quantized", "seconds"], errors="ignore")
         save_table(table, out / "ports", written, "ports",
                    "Each float PyTorch port against its original runtime (TFLite) on the same images: "
                    "median and minimum cosine similarity of the pooled features, top-1 agreement of "
-                   "the source classifier (empty: no classifier), seconds (timing: varies run to run).",
-                   digits=4, missing="")
-    figure(runtime_bars(scores), "runtime", "runtime",
-           "Median seconds per score of one (model, target), without and with PED (PED's own time "
-           "included), log scale. Timing: varies from run to run.")
-    save_table(runtime_table(scores), out / "runtime", written, "runtime_table",
-               "The runtime figure's numbers (median seconds). Timing: varies from run to run.", digits=4)
+                   "the source classifier (empty: no classifier). Each check's seconds: "
+                   f"{study.output.name}/ports.csv under results/.", digits=4, missing="")
     _write_index(study, out, written, key)
-    return {k: _viewable_first(paths)[0] for k, (paths, _) in written.items()}
+    timed: dict[str, tuple[list[Path], str]] = {}
+    save_figure(runtime_bars(scores), timing / "runtime", timed, "runtime",
+                "Median seconds per score of one (model, target), without and with PED (PED's own time "
+                "included), log scale. Timing: varies from run to run.", formats=plots.formats, dpi=plots.dpi)
+    save_table(runtime_table(scores), timing / "runtime", timed, "runtime_table",
+               "The runtime figure's numbers (median seconds). Timing: varies from run to run.", digits=4)
+    return {k: _viewable_first(paths)[0] for k, (paths, _) in {**written, **timed}.items()}
+
+
+def _untimed_key(table: pd.DataFrame) -> str:
+    """The content key of a table without its timing column."""
+    return records.content_key(table.drop(columns=["seconds"], errors="ignore").to_csv())
 
 
 def _viewable_first(paths: list[Path]) -> list[Path]:
@@ -198,8 +211,12 @@ def _write_index(study: "Study", out: Path, written: dict, key: str) -> None:
         return f"- [{first.name}]({first.name}){also}: {caption}"
 
     lines = "\n".join(entry(_viewable_first(paths), caption) for paths, caption in written.values())
-    records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(
-        f"# Figures and tables of the {study.params.study} study\n\n{lines}\n"))
+    text = f"# Figures and tables of the {study.params.study} study\n\n{lines}\n"
+    previous = records.read_record(out / "index.md")
+    if previous and previous.get("key") == key and (out / "index.md").is_file() \
+            and (out / "index.md").read_text() == text:
+        return  # the same figures from the same inputs: the record (its commit and time) stays
+    records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(text))
     records.write_record(out / "index.md", key, params=study.params.as_dict(), seed=study.params.seed,
                          inputs={k: {"files": [p.name for p in _viewable_first(paths)], "caption": caption}
                                  for k, (paths, caption) in written.items()})

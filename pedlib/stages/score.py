@@ -139,7 +139,7 @@ def score(study: "Study") -> pd.DataFrame:
     if pending:
         extract.extract(study, parts=tuple(scored_parts(study)) + ("reference",))
     study.map(score_and_write, [(*job, keys[job]) for job in pending], desc="score", unit="cells")
-    table = pd.concat([pd.read_csv(_cell_path(study, *job), keep_default_na=False, na_values=[""])
+    table = pd.concat([records.read_csv(_cell_path(study, *job))
                        for job in jobs], ignore_index=True)
     path = study.output / "scores.csv"
     records.write_csv(table, path)

@@ -1,0 +1,176 @@
+"""The reproduction verdict: a study's regenerated figures and tables against the committed ones.
+
+``pedlib verify STUDY`` (``make verify``; also the last step of ``make reproduce``) compares
+every file of ``figures/<study>/`` with its committed version: tables (CSV, Markdown, LaTeX)
+number by number, figures (PDF, PNG, SVG) byte by byte. Each file is *identical*, *equal
+within the tolerance* (every number within ``rtol`` relative / ``atol`` absolute, the text
+around them the same) or *different*, named with the column (CSV) or line (Markdown, LaTeX)
+and the largest difference. Provenance records are reported when rewritten, never judged.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Finding", "Verdict", "verify", "RTOL", "ATOL"]
+
+#: Numbers closer than this are equal: the last bits of a float64 that went through another
+#: summation order, never a change a table shows (they print 3 decimals).
+RTOL = 1e-9
+ATOL = 1e-12
+_NUMBER = re.compile(r"[-+−]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_TABLES = (".csv", ".md", ".tex")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One file's comparison: ``status`` is identical, within, different, missing, new or record."""
+
+    file: str
+    status: str
+    detail: str = ""
+    largest: float = 0.0
+
+
+@dataclass
+class Verdict:
+    folder: str
+    against: str
+    findings: list[Finding] = field(default_factory=list)
+
+    def of(self, status: str) -> list[Finding]:
+        return [f for f in self.findings if f.status == status]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.status in ("different", "missing", "new") for f in self.findings)
+
+    @property
+    def summary(self) -> str:
+        if not self.ok:
+            return "different"
+        return "equal within the tolerance" if self.of("within") else "identical"
+
+    def report(self) -> str:
+        """One screen: the counts, then one line per file that is not identical."""
+        lines = [f"verify {self.folder} against {self.against}: {len(self.findings)} files"]
+        labels = {"identical": "identical", "within": f"equal within rtol {RTOL:g} / atol {ATOL:g}",
+                  "different": "different", "missing": "committed but not made", "new": "made but not committed",
+                  "record": "provenance record rewritten (not judged)"}
+        for status, label in labels.items():
+            found = self.of(status)
+            if found:
+                lines.append(f"  {label}: {len(found)}")
+                if status != "identical":
+                    lines += [f"    {f.file}: {f.detail}" if f.detail else f"    {f.file}" for f in found[:12]]
+                    if len(found) > 12:
+                        lines.append(f"    ... and {len(found) - 12} more")
+        lines.append(f"verdict: {self.summary}")
+        return "\n".join(lines)
+
+
+def _git(root: Path, *args: str, binary: bool = False):
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=not binary)
+    if done.returncode:
+        message = done.stderr if not binary else done.stderr.decode(errors="replace")
+        raise RuntimeError(f"git {' '.join(args)}: {message.strip()}")
+    return done.stdout
+
+
+def verify(folder: str | Path, *, against: str = "HEAD") -> Verdict:
+    """Compare every file of ``folder`` with its version in commit ``against`` of the git
+    repository that holds it."""
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder; run the study first (make reproduce)")
+    try:
+        root = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
+        commit = _git(root, "rev-parse", "--short", against).strip()
+    except RuntimeError as error:
+        raise RuntimeError(f"{folder} is not in a git checkout with a commit {against!r} to compare with "
+                           f"({error})") from None
+    relative = folder.relative_to(root).as_posix()
+    committed = [line[len(relative) + 1:] for line in
+                 _git(root, "ls-tree", "-r", "--name-only", against, "--", relative).splitlines()]
+    made = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    verdict = Verdict(folder=relative, against=f"{against} ({commit})")
+    for name in sorted(set(committed) | set(made)):
+        if name not in made:
+            verdict.findings.append(Finding(name, "missing"))
+        elif name not in committed:
+            verdict.findings.append(Finding(name, "new"))
+        else:
+            old = _git(root, "show", f"{against}:{relative}/{name}", binary=True)
+            verdict.findings.append(compare(name, old, (folder / name).read_bytes()))
+    return verdict
+
+
+def compare(name: str, old: bytes, new: bytes) -> Finding:
+    """One file's verdict from its committed and its regenerated bytes."""
+    if old == new:
+        return Finding(name, "identical")
+    if name.endswith(".record.json"):
+        return Finding(name, "record")
+    suffix = Path(name).suffix
+    if suffix == ".csv":
+        return _compare_csv(name, old, new)
+    if suffix in _TABLES:
+        return _compare_text(name, old.decode(), new.decode())
+    return Finding(name, "different", f"bytes differ ({len(old):,} -> {len(new):,} bytes)")
+
+
+def _close(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= ATOL + RTOL * max(abs(a), abs(b))
+
+
+def _compare_csv(name: str, old: bytes, new: bytes) -> Finding:
+    import pandas as pd
+
+    read = lambda raw: pd.read_csv(io.BytesIO(raw), keep_default_na=False, na_values=[""])  # noqa: E731
+    before, after = read(old), read(new)
+    if list(before.columns) != list(after.columns) or len(before) != len(after):
+        return Finding(name, "different", f"shape {before.shape} -> {after.shape} or columns changed")
+    worst: tuple[float, str] = (0.0, "")
+    for column in before.columns:
+        a, b = before[column], after[column]
+        numeric = pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b)
+        for row, (x, y) in enumerate(zip(a, b)):
+            if numeric:
+                x, y = float(x), float(y)
+                if _close(x, y):
+                    continue
+                gap = abs(x - y) if not (math.isnan(x) or math.isnan(y)) else math.inf
+                if gap >= worst[0]:
+                    worst = (gap, f"column {column!r}, row {row + 1}: {x!r} -> {y!r} (difference {gap:.3g})")
+            elif x != y:
+                return Finding(name, "different", f"column {column!r}, row {row + 1}: {x!r} -> {y!r}",
+                               math.inf)
+    if worst[1]:
+        return Finding(name, "different", worst[1], worst[0])
+    return Finding(name, "within", "numbers equal within the tolerance")
+
+
+def _compare_text(name: str, old: str, new: str) -> Finding:
+    """Markdown and LaTeX tables: the same text around the numbers, and each number close."""
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    if len(old_lines) != len(new_lines):
+        return Finding(name, "different", f"{len(old_lines)} -> {len(new_lines)} lines")
+    worst: tuple[float, str] = (0.0, "")
+    for number, (a, b) in enumerate(zip(old_lines, new_lines), start=1):
+        if a == b:
+            continue
+        if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
+            return Finding(name, "different", f"line {number}: text differs: {a.strip()[:60]!r} -> "
+                           f"{b.strip()[:60]!r}", math.inf)
+        for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)):
+            fx, fy = (float(v.replace("−", "-")) for v in (x, y))
+            if x != y and not _close(fx, fy) and abs(fx - fy) >= worst[0]:
+                worst = (abs(fx - fy), f"line {number}: {x} -> {y} (difference {abs(fx - fy):.3g})")
+    if worst[1]:
+        return Finding(name, "different", worst[1], worst[0])
+    return Finding(name, "within", "numbers equal within the tolerance")
