@@ -120,7 +120,8 @@ def code_version(*modules: str) -> str:
 
 @lru_cache(maxsize=1)
 def git_state() -> dict:
-    """The git commit of the working tree that runs pedlib and whether it has local changes."""
+    """The git commit of the working tree that runs pedlib and whether it has local changes
+    (outside ``figures/``, which a run itself rewrites)."""
     def run(*args):
         return subprocess.run(["git", *args], cwd=_PACKAGE_ROOT, capture_output=True, text=True,
                               timeout=10)
@@ -128,7 +129,8 @@ def git_state() -> dict:
         head = run("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"commit": None, "dirty": None}
-        dirty = run("status", "--porcelain", "--untracked-files=no")
+        # the study's own outputs (figures/) are what a run rewrites, not a change to what made them
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)figures")
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

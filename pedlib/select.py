@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 RECOMMENDED = metrics.RECOMMENDED
 
+#: What a ranking without ``reference`` does differently (warned, and kept in ranking.json).
+NO_REFERENCE = ("no --reference: PED standardises each model's features with the target's own "
+                "statistics, not with generic images from the models' pretraining data (the paper's setting)")
+
 
 @dataclass
 class RankResult:
@@ -170,6 +174,8 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
         indices, dropped = _select(source, max_per_class, seed)
         labels = source.labels[indices]
         reference_source = load_images(reference) if reference is not None else None
+        if reference is None:
+            warnings.warn(NO_REFERENCE, UserWarning, stacklevel=2)
         options = dict(ped_options or {})
         if workers is None:
             from .parallel import default_processes
@@ -248,7 +254,8 @@ def _write(result: RankResult, out: Path, **params) -> dict[str, Path]:
     table = result.table
     summary = dict(params, n_images=int(len(result.indices)), n_classes=int(len(np.unique(result.source.labels[result.indices]))),
                    skipped_unreadable=list(result.source.skipped),
-                   dropped_classes=result.dropped_classes, recommended=RECOMMENDED)
+                   dropped_classes=result.dropped_classes, recommended=RECOMMENDED,
+                   reference_note=None if params["reference"] is not None else NO_REFERENCE)
     paths = {"csv": out / "ranking.csv", "json": out / "ranking.json", "png": out / "ranking.png"}
     records.write_csv(table, paths["csv"])
     payload = json.dumps({"run": summary, "ranking": table.to_dict(orient="records")}, indent=1)

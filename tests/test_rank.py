@@ -66,6 +66,9 @@ def test_rank_on_a_generated_folder_writes_a_correct_ranking(folder, tmp_path, c
         assert row.score == pytest.approx(expected, rel=1e-12)
     run = json.loads((out / "ranking.json").read_text())["run"]
     assert run["dropped_classes"] == ["single"]
+    # without --reference PED uses the target's own statistics: one warning line, and the record says so
+    assert printed.err.count("pedlib: warning: no --reference: PED standardises") == 1
+    assert run["reference"] is None and run["reference_note"].startswith("no --reference")
     assert sorted(p.rsplit("/", 1)[-1] for p in run["skipped_unreadable"]) == ["corrupt.jpg", "cut.jpg"]
     assert (out / "ranking.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -178,3 +178,83 @@ def test_every_shell_command_of_the_docs_is_written_one_way_and_runs(tmp_path):
             _parser().parse_args(words[1:])  # exits with status 2 on an unknown option
         else:
             assert (ROOT / words[1]).is_file(), (page, command)
+
+
+def test_docs_rank_lists_every_option_of_the_parser():
+    """docs/rank.md's table names every option `pedlib rank` accepts."""
+    from pedlib.cli import _parser
+
+    rank = next(a for a in _parser()._subparsers._group_actions[0].choices.items() if a[0] == "rank")[1]
+    options = {s for action in rank._actions for s in action.option_strings if s not in ("-h", "--help")}
+    page = (ROOT / "docs" / "rank.md").read_text()
+    table = [line for line in page.splitlines() if line.startswith("| `")]
+    missing = sorted(o for o in options if not any(f"`{o}" in line for line in table))
+    assert not missing, f"docs/rank.md does not describe {missing}"
+
+
+
+def test_the_readmes_linear_probe_order_is_the_committed_tables():
+    """The worked example's closing sentence quotes each model's Flowers-12 linear-probe
+    accuracy, in the example's order: the committed table's numbers."""
+    import pandas as pd
+
+    block = next(b for b in _blocks("") if b.lstrip().startswith("$ .venv/bin/pedlib rank"))
+    ranked = [line.split()[1] for line in block.splitlines() if re.match(r"^\s*\d+\s+\S+\s+-?\d+\.\d{4}\s", line)]
+    quoted = re.search(r"linear probe on Flowers-12 \(([\d., ]+)\)", README).group(1)
+    table = pd.read_csv(ROOT / "figures" / "pocket" / "groundtruth_linear_probe.csv").set_index("model")
+    assert [f"{table.flowers12[m]:.3f}" for m in ranked] == [v.strip() for v in quoted.split(",")]
+
+
+_README_NAMES = {"LogME": "logme", "LogME (ref. code)": "logme_reference", "SFDA": "sfda", "GBC": "gbc",
+                 "N-LEEP": "nleep", "PARC": "parc", "H-score": "hscore", "H-score (shrinkage)": "hscore_shrinkage",
+                 "TransRate": "transrate", "*kNN (baseline)*": "knn", "*Dim. (baseline)*": "dim"}
+
+
+def _readme_table(first_header: str, text: str = README) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _number(text: str) -> float:
+    return float(text.replace("−", "-").replace("**", "").split()[0])
+
+
+def test_the_readmes_result_tables_are_the_committed_figures():
+    """Every number of the README's two result tables, against figures/pocket/: the weighted
+    taus and PED's change (point estimates), and the change under each of PED's references."""
+    import pandas as pd
+
+    figures = ROOT / "figures" / "pocket"
+    wtau = pd.read_csv(figures / "wtau_finetune_all.csv").set_index("method")["mean"]
+    change = pd.read_csv(figures / "ped_effect_finetune_all.csv").set_index("metric")["mean"]
+    rows = _readme_table("method | without PED")
+    assert [row[0] for row in rows] == list(_README_NAMES)
+    for name, plain, with_ped, delta in rows:
+        method = _README_NAMES[name]
+        assert (_number(plain), _number(with_ped)) == (round(wtau[method], 3), round(wtau[f"{method}+ped"], 3)), name
+        assert _number(delta) == round(change.get(method, 0.0), 3), name
+    ablation = pd.read_csv(figures / "reference_ablation_finetune.csv").set_index("method")
+    study = (ROOT / "docs" / "study.md").read_text()
+    rows = _readme_table("method | own source data (default)")
+    assert len(rows) == 10 and rows == _readme_table("method | own source data (default)", study)
+    for name, default, others, itself, cifar in rows:
+        method = _README_NAMES[name]
+        plain = ablation.loc[method]
+        for text, variant, column in ((default, "+ped", "mean"), (others, "+ped[ref=others]", "mean"),
+                                      (itself, "+ped[ref=none]", "mean"), (cifar, "+ped", "cifar10")):
+            assert _number(text) == round(ablation.loc[method + variant, column] - plain[column], 3), (name, variant)
+
+
+def test_the_papers_numbers_in_the_readme_are_the_published_means():
+    import pandas as pd
+
+    published = pd.read_csv(ROOT / "params" / "published" / "wtau_ped_paper_ssl.csv").set_index("method")
+    means = published.drop(columns="reference").mean(axis=1)
+    assert f"LogME {means['logme']:.3f} without PED, {means['logme+ped']:.3f} with it in the paper" in \
+        " ".join(README.split())
