@@ -40,7 +40,7 @@ index = figure_index(run).set_index("name")
 Markdown("\n".join(f"- **{row.file}** ({', '.join(row.files[1:])}): {row.caption}" for row in index.itertuples()))
 
 # %% [markdown]
-# The headline: does PED help? Weighted tau of every method without and with PED, against the first ground truth, all models.
+# The headline: does PED help? The change PED makes to every method's mean weighted tau, under each of its references, against every ground truth, with paired intervals.
 
 # %%
 headline = index.loc[HEADLINE]

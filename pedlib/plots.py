@@ -24,7 +24,8 @@ from . import records
 from .groundtruth import label as truth_label
 from .plotstyle import COLUMN, PAGE, PED, PLAIN, class_styles, method_color, method_label, plt, save, style
 
-__all__ = ["wtau_table", "wtau_forest", "ped_effect_table", "ped_effect_forest", "score_scatter", "ped_trajectory",
+__all__ = ["wtau_table", "wtau_forest", "ped_effect_table", "ped_effect_forest", "ped_effect_headline",
+           "method_comparison_table", "score_scatter", "ped_trajectory",
            "sensitivity_heatmap", "runtime_table", "runtime_bars", "logme_definition_table", "trajectory_models",
            "models_ranked", "latex_table", "save_figure", "save_table"]
 
@@ -215,6 +216,70 @@ def ped_effect_forest(effect: pd.DataFrame, groundtruth: str, pool: str):
                    plt.Line2D([], [], color="0.3", linewidth=0.9, label="95% paired bootstrap CI over models")]
         _finish_forest(fig, axes, columns, f"Δ weighted τ vs {truth_label(groundtruth)}", handles)
     return fig
+
+
+#: PED's references in the headline figure: variant -> (label, marker).
+_REFERENCE_MARKERS = {"ped": ("own source data (default)", "o"), "ped:ref=others": ("other targets pooled", "s"),
+                      "ped:ref=none": ("the target itself", "^")}
+
+
+def ped_effect_headline(paired: pd.DataFrame, groundtruths: Sequence[str]):
+    """Does PED help? One column-wide figure: for each metric (rows) and ground truth
+    (panels), the mean over targets of weighted tau with PED minus without, under each of
+    PED's references (marker shapes), with its 95% paired bootstrap interval over models. A
+    thick interval excludes zero; the axis spans the intervals."""
+    rows = paired[(paired.comparison == "ped") & (paired.dataset == "mean")
+                  & paired.variant.isin(list(_REFERENCE_MARKERS))]
+    rows = rows[rows.groundtruth.isin(groundtruths)]
+    from . import metrics as registry
+
+    kinds = {m: registry.info(m).kind for m in rows.a}
+    constant = {m for m, g in rows.groupby("a") if (g.delta_low == 0).all() and (g.delta_high == 0).all()}
+    metrics = [m for m in dict.fromkeys(rows.a) if m not in constant]
+    metrics = [m for m in metrics if kinds[m] == "metric"] + [m for m in metrics if kinds[m] == "baseline"]
+    baselines = sum(kinds[m] == "baseline" for m in metrics)
+    shown = rows[rows.a.isin(metrics)]
+    low = min(shown.delta_low.min(), shown.delta.min(), 0.0)
+    high = max(shown.delta_high.max(), shown.delta.max(), 0.0)
+    pad = 0.06 * (high - low or 1.0)
+    offsets = dict(zip(_REFERENCE_MARKERS, (0.27, 0.0, -0.27)))
+    with style():
+        fig, axes = plt.subplots(1, len(groundtruths), figsize=(COLUMN, 0.3 * len(metrics) + 1.05), sharey=True,
+                                 squeeze=False)
+        for ax, truth in zip(axes[0], groundtruths):
+            here = shown[shown.groundtruth == truth].set_index(["a", "variant"])
+            y = _method_axis(ax, metrics, baselines)
+            for i, metric in enumerate(metrics):
+                color = method_color(metric)
+                for variant, (_, marker) in _REFERENCE_MARKERS.items():
+                    if (metric, variant) not in here.index:
+                        continue
+                    row = here.loc[(metric, variant)]
+                    excludes = row.delta_low > 0 or row.delta_high < 0
+                    at = y[i] + offsets[variant]
+                    ax.hlines(at, row.delta_low, row.delta_high, color=color, linewidth=1.8 if excludes else 0.6)
+                    ax.plot(row.delta, at, marker=marker, markersize=3.2, color=color, markerfacecolor="white",
+                            markeredgewidth=0.8, linestyle="none")
+            ax.set_xlim(low - pad, high + pad)
+            ax.set_title(truth_label(truth))
+        handles = [_marker(label, filled=False, marker=marker) for label, marker in _REFERENCE_MARKERS.values()]
+        handles += [plt.Line2D([], [], color="0.3", linewidth=1.8, label="95% CI excludes 0"),
+                    plt.Line2D([], [], color="0.3", linewidth=0.6, label="includes 0")]
+        fig.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0), columnspacing=0.8,
+                   handletextpad=0.3)
+        fig.tight_layout(rect=(0, 0.19, 1, 1), w_pad=0.4)
+        fig.supxlabel("Δ mean weighted τ, with PED − without", y=0.13, fontsize=plt.rcParams["axes.labelsize"])
+    return fig
+
+
+def method_comparison_table(paired: pd.DataFrame, groundtruth: str) -> pd.DataFrame:
+    """The paired differences between methods (``comparison == "methods"``), mean over the
+    targets: B minus A with its 95% paired bootstrap interval, one row per pair."""
+    rows = paired[(paired.comparison == "methods") & (paired.dataset == "mean") & (paired.groundtruth == groundtruth)]
+    return pd.DataFrame({"comparison": [f"{method_label(b)} − {method_label(a)}" for a, b in zip(rows.a, rows.b)],
+                         "difference": rows.delta.to_numpy(), "ci_low": rows.delta_low.to_numpy(),
+                         "ci_high": rows.delta_high.to_numpy(), "targets": rows.n_targets.to_numpy()}
+                        ).set_index("comparison")
 
 
 def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = "logme",

@@ -75,13 +75,16 @@ class LineProgress:
         elapsed = time.perf_counter() - self.started
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         parts = [f"[{self.desc}] {done} {self.unit}", f"{format_seconds(elapsed)} elapsed"]
-        if self.total and self._first is not None and self._first[0] < self.n < self.total:
+        if self.work_total and 0 < self.work_done < self.work_total and self.n < (self.total or self.n + 1):
+            # items of known, different sizes (long next to the start-up, several running at
+            # once): the rate of all the work done over all the time, as each finished item
+            # was under way since the start or since an earlier one ended
+            parts.append(f"ETA {format_seconds(elapsed / self.work_done * (self.work_total - self.work_done))}")
+        elif self.total and self._first is not None and self._first[0] < self.n < self.total:
             # the rate from the first update on: the time before it is start-up (worker
             # processes, a model's first load), not work, and would make the first ETA absurd
-            left = (self.work_total - self.work_done) if self.work_total else self.total - self.n
-            since, done = time.perf_counter() - self._first[2], self.work_done - self._first[1]
-            if done > 0:
-                parts.append(f"ETA {format_seconds(since / done * left)}")
+            since, done = time.perf_counter() - self._first[2], self.n - self._first[0]
+            parts.append(f"ETA {format_seconds(since / done * (self.total - self.n))}")
         if self.postfix:
             parts.append(self.postfix)
         return " | ".join(parts)

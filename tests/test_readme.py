@@ -258,3 +258,21 @@ def test_the_papers_numbers_in_the_readme_are_the_published_means():
     means = published.drop(columns="reference").mean(axis=1)
     assert f"LogME {means['logme']:.3f} without PED, {means['logme+ped']:.3f} with it in the paper" in \
         " ".join(README.split())
+
+
+def test_the_readmes_paired_comparisons_are_the_committed_tables():
+    import pandas as pd
+
+    text = " ".join(README.split())
+    for truth in ("finetune", "linear_probe"):
+        table = pd.read_csv(ROOT / "figures" / "pocket" / f"method_comparison_{truth}.csv").set_index("comparison")
+        for label, row in table.iterrows():
+            first, second = (part.strip() for part in label.split("−"))
+            quoted = f"{row.difference:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]".replace("-", "−")
+            if first in ("N-LEEP", "kNN") and second == "LogME":
+                where = {"finetune": "against fine-tuning", "linear_probe": "against the linear probe"}[truth]
+                mentioned = quoted in text
+                assert mentioned or (truth, first) == ("linear_probe", "kNN"), (truth, label, quoted)
+                if mentioned:
+                    excludes = row.ci_low > 0 or row.ci_high < 0
+                    assert excludes == (truth == "linear_probe" and first == "N-LEEP"), (where, label)

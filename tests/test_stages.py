@@ -84,8 +84,9 @@ def test_a_slow_start_does_not_make_the_first_eta_absurd(monkeypatch):
 
 def test_the_eta_of_items_of_different_sizes_comes_from_the_work_left(monkeypatch):
     """Extraction's feature sets differ 100-fold in work (images x model cost): four sets of
-    work 400, 100, 10, 10 (largest first). After the second, 20 units are left at 100 units in
-    10 s: 2 s, where counting sets would say 2 sets x 10 s = 20 s."""
+    work 400, 100, 10, 10 (largest first, two processes). The ETA is the work left at the rate
+    of all the work done: 120 units at 10 a second after the first (12 s), 20 units at 10 a
+    second after the second (2 s), where counting sets would say 2 sets x 10 s = 20 s."""
     now = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
     stream = io.StringIO()
@@ -95,7 +96,8 @@ def test_the_eta_of_items_of_different_sizes_comes_from_the_work_left(monkeypatc
     progress.advance(bar, 400)
     now[0] = 50.0
     progress.advance(bar, 100)
-    assert stream.getvalue().splitlines()[-1] == "[extract] 2/4 feature sets | 0:50 elapsed | ETA 0:02"
+    assert stream.getvalue().splitlines() == ["[extract] 1/4 feature sets | 0:40 elapsed | ETA 0:12",
+                                              "[extract] 2/4 feature sets | 0:50 elapsed | ETA 0:02"]
 
 
 def test_progress_mode_follows_the_environment(monkeypatch):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 
 from .. import assets
-from ..safe_files import load_checkpoint
 from ._spec import ModelSpec, register_model
 from .nets import CifarResNet, LeNet5
 from .ports import PORTS, load_port
@@ -33,7 +32,7 @@ from .torch_backbone import TorchBackbone
 def load_torch_module(spec: ModelSpec, *, mirror=None) -> torch.nn.Module:
     """Build the module and load its published state dict (every key must match)."""
     path = assets.resolve(spec.asset, mirror=mirror)
-    checkpoint = load_checkpoint(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", checkpoint)
     if spec.family == "resnet":
         module = CifarResNet(int(spec.name.rsplit("resnet", 1)[1]))

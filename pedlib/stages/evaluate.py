@@ -16,7 +16,10 @@ from . import groundtruth
 if TYPE_CHECKING:
     from ..study import Study
 
-__all__ = ["evaluate", "ped_effect", "paper_comparison"]
+__all__ = ["evaluate", "ped_effect", "paired_differences", "paper_comparison", "COMPARISONS"]
+
+#: The comparisons between methods that a reader of the study asks about, (A, B): B minus A.
+COMPARISONS = (("logme", "logme+ped"), ("logme", "knn"), ("logme", "nleep"), ("nleep", "knn"))
 
 _NUMERIC = ["weighted_tau", "kendall_tau", "pearson", "spearman", "top1_relative_accuracy"]
 
@@ -119,6 +122,7 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
     if ev.paper_table:
         paper_comparison(study, table)
     ped_effect(study, scores, accuracies)
+    paired_differences(study, scores, accuracies)
     return table
 
 
@@ -177,6 +181,67 @@ def ped_effect(study: "Study", scores: pd.DataFrame | None = None,
                                         "delta_high", "n_models", "n_targets"])
     records.write_csv(table, path)
     records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
+    return table
+
+
+def _paired_rows(triples: dict, options: dict) -> dict:
+    return correlations.ped_effect(triples, **options)
+
+
+def paired_differences(study: "Study", scores: pd.DataFrame | None = None,
+                       accuracies: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Paired differences of weighted tau, all models, per ground truth: PED's change of every
+    metric under each of its references (``comparison`` ``ped``: the method with PED minus
+    without), and the differences between the methods of :data:`COMPARISONS` (``comparison``
+    ``methods``). Per target and the mean over targets, each with a paired bootstrap interval
+    over models (the same draw for both rankings, jointly across targets for the mean;
+    :func:`pedlib.evaluate.ped_effect`). ``results/<study>/paired_differences.csv``."""
+    scores, accuracies, path, key = _inputs(study, scores, "paired_differences", accuracies)
+    if records.is_fresh(path, key):
+        return records.read_csv(path)
+    ev = study.params.evaluation
+    by_method = {}
+    for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
+        group = _tie_saturated(group)
+        by_method.setdefault(method, {})[dataset] = {r.model: r.score for r in group.itertuples()
+                                                     if np.isfinite(r.score)}
+    plain = scores[scores.variant == "plain"].drop_duplicates("metric")
+    references = ["ped"] + [f"ped:ref={m}" for m in study.params.reference.ablation]
+    pairs = [("ped", r, m, f"{m}+ped" if r == "ped" else f"{m}+ped[{r.removeprefix('ped:')}]")
+             for m in plain.metric for r in references]
+    pairs += [("methods", "", a, b) for a, b in COMPARISONS if a in by_method and b in by_method]
+    members = set(study.pool("all") if "all" in study.params.pools else study.models)
+    labels, jobs = [], []
+    for truth_name, truth in accuracies.items():
+        accuracy = {(r.model, r.dataset): r.accuracy for r in truth.itertuples()}
+        for comparison, variant, a, b in pairs:
+            if b not in by_method:
+                continue
+            triples = {}
+            for dataset in study.datasets:
+                first, second = ({m: s for m, s in by_method[name].get(dataset, {}).items()
+                                  if m in members and (m, dataset) in accuracy} for name in (a, b))
+                if len(set(first) & set(second)) >= ev.min_models:
+                    triples[dataset] = (first, second, {m: accuracy[(m, dataset)] for m in set(first) | set(second)})
+            if triples:
+                labels.append(dict(groundtruth=truth_name, comparison=comparison, variant=variant, a=a, b=b))
+                jobs.append(triples)
+    options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
+    results = study.map(_paired_rows, [(triples, options) for triples in jobs], desc="paired differences",
+                        unit="pairs", with_study=False)
+    rows = []
+    for label, result in zip(labels, results):
+        for dataset, (delta, low, high, n) in result["per_target"].items():
+            rows.append(dict(label, dataset=dataset, delta=delta, delta_low=low, delta_high=high, n_models=n,
+                             n_targets=1))
+        delta, low, high, n = result["mean"]
+        rows.append(dict(label, dataset="mean", delta=delta, delta_low=low, delta_high=high,
+                         n_models=max((r[3] for r in result["per_target"].values()), default=0), n_targets=n))
+    table = pd.DataFrame(rows, columns=["groundtruth", "comparison", "variant", "a", "b", "dataset", "delta",
+                                        "delta_low", "delta_high", "n_models", "n_targets"])
+    records.write_csv(table, path)
+    records.write_record(path, key, params=study.record_params(), seed=study.params.seed,
+                         inputs={"comparisons": [list(c) for c in COMPARISONS]})
     return table
 
 

@@ -12,11 +12,12 @@ import pandas as pd
 
 from .. import ped as ped_module, records
 from ..groundtruth import label as truth_label
-from ..plots import (PAPER_SETTING, latex_table, logme_definition_table, models_ranked, ped_effect_forest,
-                     ped_effect_table, ped_trajectory, runtime_bars, runtime_table, save_figure, save_table,
-                     score_scatter, sensitivity_heatmap, trajectory_models, wtau_forest, wtau_table)
+from ..plots import (PAPER_SETTING, latex_table, logme_definition_table, method_comparison_table, models_ranked,
+                     ped_effect_forest, ped_effect_headline, ped_effect_table, ped_trajectory, runtime_bars,
+                     runtime_table, save_figure, save_table, score_scatter, sensitivity_heatmap, trajectory_models,
+                     wtau_forest, wtau_table)
 from . import groundtruth
-from .evaluate import ped_effect
+from .evaluate import paired_differences, ped_effect
 from .score import scoring_reference
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["figures", "figure_index", "HEADLINE"]
 
-#: The name of the headline figure in :func:`figure_index` (the first ground truth, all models).
-HEADLINE = "wtau_figure"
+#: The name of the headline figure in :func:`figure_index`: PED's change of every metric's mean
+#: weighted tau under each reference, every ground truth, all models, one column wide.
+HEADLINE = "ped_effect_headline"
 
 
 def figures(study: "Study") -> dict[str, Path]:
@@ -39,6 +41,7 @@ def figures(study: "Study") -> dict[str, Path]:
     evaluation = records.read_csv(study.output / "evaluation.csv")
     accuracies = groundtruth.accuracies(study)
     effect = ped_effect(study, scores, accuracies)
+    paired = paired_differences(study, scores, accuracies)
     comparison = study.output / "paper_comparison.csv"
     ports = study.output / "ports.csv"
     plots = study.params.plots
@@ -48,7 +51,7 @@ def figures(study: "Study") -> dict[str, Path]:
     # plotting libraries decide the figures' bytes.
     timing = study.output / "timing"
     key = records.content_key("figures", _untimed_key(scores), records.content_key(evaluation.to_csv()),
-                              records.content_key(effect.to_csv()),
+                              records.content_key(effect.to_csv()), records.content_key(paired.to_csv()),
                               {n: records.content_key(t.to_csv()) for n, t in accuracies.items()},
                               comparison.read_text() if comparison.exists() else None,
                               _untimed_key(records.read_csv(ports)) if ports.exists() else None,
@@ -71,6 +74,22 @@ def figures(study: "Study") -> dict[str, Path]:
     def figure(fig, stem: str, name: str, caption: str) -> None:
         save_figure(fig, out / stem, written, name, caption, formats=plots.formats, dpi=plots.dpi)
 
+    truths = list(accuracies)
+    figure(ped_effect_headline(paired, truths), "ped_effect_headline", HEADLINE,
+           f"Does PED help? The change PED makes to each method's mean weighted tau over the targets "
+           f"(all {len(study.pool('all') if 'all' in study.params.pools else study.models)} models), against "
+           f"{' and '.join(truth_label(t) for t in truths)}, with each of PED's references (marker shapes); "
+           f"lines: {ev.level:.0%} paired bootstrap intervals over models (the same models drawn with and "
+           "without PED, jointly across targets), thick where the interval excludes zero. Left of zero PED "
+           "lowers the weighted tau. Methods whose score PED cannot change (TransRate, Dim.) are left out.")
+    for truth in truths:
+        comparison = method_comparison_table(paired, truth)
+        if len(comparison):
+            save_table(comparison, out / f"method_comparison_{truth}", written, f"method_comparison_{truth}",
+                       f"Paired comparisons between methods against {truth_label(truth)} (all models): the "
+                       f"difference of mean weighted tau over the targets (second method minus first) with its "
+                       f"{ev.level:.0%} paired bootstrap interval (models drawn jointly for both methods and "
+                       "across targets); an interval that includes zero does not order the two.")
     for position, truth in enumerate(accuracies):
         name = truth_label(truth)
         for pool in study.params.pools:
@@ -80,7 +99,7 @@ def figures(study: "Study") -> dict[str, Path]:
             prefix = "" if position == 0 and pool == "all" else f"{truth}_{pool}_"
             subject = f"{n} models (pool `{pool}`) against {name} accuracy"
             figure(wtau_forest(evaluation, truth, pool, scores), f"wtau_{truth}_{pool}",
-                   HEADLINE if not prefix else f"wtau_figure_{truth}_{pool}",
+                   "wtau_figure" if not prefix else f"wtau_figure_{truth}_{pool}",
                    f"Does PED help? Weighted Kendall's tau of each method's ranking of {subject}: open "
                    "circles without PED, filled with PED, one panel per target and one for the mean over "
                    f"targets; lines: {ci}. Baselines (kNN, Dim.) below the dotted line. \"All scores tied\": "
