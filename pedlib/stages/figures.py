@@ -78,7 +78,8 @@ def figures(study: "Study") -> dict[str, Path]:
     figure(ped_effect_headline(paired, truths), "ped_effect_headline", HEADLINE,
            f"Does PED help? The change PED makes to each method's mean weighted tau over the targets "
            f"(all {len(study.pool('all') if 'all' in study.params.pools else study.models)} models), against "
-           f"{' and '.join(truth_label(t) for t in truths)}, with each of PED's references (marker shapes); "
+           f"{' and '.join(('the ' if t == 'linear_probe' else '') + truth_label(t) for t in truths)}, with each of "
+           "PED's references (marker shapes); "
            f"lines: {ev.level:.0%} paired bootstrap intervals over models (the same models drawn with and "
            "without PED, jointly across targets), thick where the interval excludes zero. Left of zero PED "
            "lowers the weighted tau. Methods whose score PED cannot change (TransRate, Dim.) are left out.")
@@ -87,7 +88,7 @@ def figures(study: "Study") -> dict[str, Path]:
         if len(comparison):
             save_table(comparison, out / f"method_comparison_{truth}", written, f"method_comparison_{truth}",
                        f"Paired comparisons between methods against {truth_label(truth)} (all models): the "
-                       f"difference of mean weighted tau over the targets (second method minus first) with its "
+                       f"difference of mean weighted tau over the targets, as each row names it, with its "
                        f"{ev.level:.0%} paired bootstrap interval (models drawn jointly for both methods and "
                        "across targets); an interval that includes zero does not order the two.")
     for position, truth in enumerate(accuracies):
