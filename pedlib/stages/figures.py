@@ -84,9 +84,9 @@ def figures(study: "Study") -> dict[str, Path]:
            "without PED, jointly across targets), thick where the interval excludes zero. Left of zero PED "
            "lowers the weighted tau. Methods whose score PED cannot change (TransRate, Dim.) are left out.")
     for truth in truths:
-        comparison = method_comparison_table(paired, truth)
-        if len(comparison):
-            save_table(comparison, out / f"method_comparison_{truth}", written, f"method_comparison_{truth}",
+        between = method_comparison_table(paired, truth)
+        if len(between):
+            save_table(between, out / f"method_comparison_{truth}", written, f"method_comparison_{truth}",
                        f"Paired comparisons between methods against {truth_label(truth)} (all models): the "
                        f"difference of mean weighted tau over the targets, as each row names it, with its "
                        f"{ev.level:.0%} paired bootstrap interval (models drawn jointly for both methods and "
