@@ -4,6 +4,7 @@ are :mod:`pedlib.plots`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,10 +58,13 @@ def figures(study: "Study") -> dict[str, Path]:
                               _untimed_key(records.read_csv(ports)) if ports.exists() else None,
                               study.params.as_dict(), records.environment_key(),
                               records.code_version("plots", "plotstyle", "stages.figures"))
-    # The runtime files live under results/: a fresh clone, whose figures/ holds the committed
-    # files and record, has none of them and so regenerates every figure.
+    # What keeps the figures fresh lives under results/ (made: this machine's record of the
+    # key); figures/index.md's record describes the files and changes only with them. A fresh
+    # clone has no results/ and so regenerates every figure.
+    made = study.output / "figures.json"
     runtime_files = [timing / f"runtime.{suffix}" for suffix in (*plots.formats, "md", "csv")]
-    if records.is_fresh(out / "index.md", key) and all(p.exists() for p in runtime_files):
+    if records.is_fresh(made, key) and records.read_record(out / "index.md") and \
+            all(p.exists() for p in runtime_files):
         listed = records.read_record(out / "index.md")["inputs"]
         if all((out / name).exists() for entry in listed.values() for name in entry["files"]):
             return {**{label: out / entry["files"][0] for label, entry in listed.items()},
@@ -205,6 +209,8 @@ def figures(study: "Study") -> dict[str, Path]:
                    "the source classifier (empty: no classifier). Each check's seconds: "
                    f"{study.output.name}/ports.csv under results/.", digits=4, missing="")
     _write_index(study, out, written, key)
+    records.atomic_write(made, lambda tmp: tmp.write_text(json.dumps(sorted(written), indent=1)))
+    records.write_record(made, key, params=study.params.as_dict(), seed=study.params.seed)
     timed: dict[str, tuple[list[Path], str]] = {}
     save_figure(runtime_bars(scores), timing / "runtime", timed, "runtime",
                 "Median seconds per score of one (model, target), without and with PED (PED's own time "
@@ -232,14 +238,15 @@ def _write_index(study: "Study", out: Path, written: dict, key: str) -> None:
 
     lines = "\n".join(entry(_viewable_first(paths), caption) for paths, caption in written.values())
     text = f"# Figures and tables of the {study.params.study} study\n\n{lines}\n"
+    files = {p.name: records.payload_digest(p)["sha256"] for paths, _ in written.values() for p in paths}
     previous = records.read_record(out / "index.md")
-    if previous and previous.get("key") == key and (out / "index.md").is_file() \
+    if previous and previous.get("files") == files and (out / "index.md").is_file() \
             and (out / "index.md").read_text() == text:
-        return  # the same figures from the same inputs: the record (its commit and time) stays
+        return  # the same files: the record (the commit, time and environment that made them) stays
     records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(text))
     records.write_record(out / "index.md", key, params=study.params.as_dict(), seed=study.params.seed,
                          inputs={k: {"files": [p.name for p in _viewable_first(paths)], "caption": caption}
-                                 for k, (paths, caption) in written.items()})
+                                 for k, (paths, caption) in written.items()}, extra={"files": files})
 
 
 def figure_index(study: "Study") -> pd.DataFrame:
