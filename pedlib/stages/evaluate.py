@@ -126,8 +126,28 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
     return table
 
 
-def _ped_effect_rows(triples: dict, options: dict) -> dict:
+def _paired_rows(triples: dict, options: dict) -> dict:
     return correlations.ped_effect(triples, **options)
+
+
+def _paired_table(study: "Study", labels: list[dict], jobs: list[dict], label_columns: list[str], desc: str,
+                  unit: str) -> pd.DataFrame:
+    """One row per (label, target) and per label's mean: each job's paired differences of
+    weighted tau (:func:`pedlib.evaluate.ped_effect`, in the worker processes)."""
+    ev = study.params.evaluation
+    options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
+    results = study.map(_paired_rows, [(triples, options) for triples in jobs], desc=desc, unit=unit,
+                        with_study=False)
+    rows = []
+    for label, result in zip(labels, results):
+        for dataset, (delta, low, high, n) in result["per_target"].items():
+            rows.append(dict(label, dataset=dataset, delta=delta, delta_low=low, delta_high=high, n_models=n,
+                             n_targets=1))
+        delta, low, high, n = result["mean"]
+        rows.append(dict(label, dataset="mean", delta=delta, delta_low=low, delta_high=high,
+                         n_models=max((r[3] for r in result["per_target"].values()), default=0), n_targets=n))
+    return pd.DataFrame(rows, columns=[*label_columns, "dataset", "delta", "delta_low", "delta_high", "n_models",
+                                       "n_targets"])
 
 
 def ped_effect(study: "Study", scores: pd.DataFrame | None = None,
@@ -166,26 +186,10 @@ def ped_effect(study: "Study", scores: pd.DataFrame | None = None,
                     labels.append(dict(groundtruth=truth_name, pool=pool, metric=metric,
                                        kind=metrics.info(metric).kind))
                     jobs.append(triples)
-    options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
-    results = study.map(_ped_effect_rows, [(triples, options) for triples in jobs], desc="PED effect",
-                        unit="metrics", with_study=False)
-    rows = []
-    for label, result in zip(labels, results):
-        for dataset, (delta, low, high, n) in result["per_target"].items():
-            rows.append(dict(label, dataset=dataset, delta=delta, delta_low=low, delta_high=high, n_models=n,
-                             n_targets=1))
-        delta, low, high, n = result["mean"]
-        rows.append(dict(label, dataset="mean", delta=delta, delta_low=low, delta_high=high,
-                         n_models=max((r[3] for r in result["per_target"].values()), default=0), n_targets=n))
-    table = pd.DataFrame(rows, columns=["groundtruth", "pool", "metric", "kind", "dataset", "delta", "delta_low",
-                                        "delta_high", "n_models", "n_targets"])
+    table = _paired_table(study, labels, jobs, ["groundtruth", "pool", "metric", "kind"], "PED effect", "metrics")
     records.write_csv(table, path)
     records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
     return table
-
-
-def _paired_rows(triples: dict, options: dict) -> dict:
-    return correlations.ped_effect(triples, **options)
 
 
 def paired_differences(study: "Study", scores: pd.DataFrame | None = None,
@@ -226,19 +230,8 @@ def paired_differences(study: "Study", scores: pd.DataFrame | None = None,
             if triples:
                 labels.append(dict(groundtruth=truth_name, comparison=comparison, variant=variant, a=a, b=b))
                 jobs.append(triples)
-    options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
-    results = study.map(_paired_rows, [(triples, options) for triples in jobs], desc="paired differences",
-                        unit="pairs", with_study=False)
-    rows = []
-    for label, result in zip(labels, results):
-        for dataset, (delta, low, high, n) in result["per_target"].items():
-            rows.append(dict(label, dataset=dataset, delta=delta, delta_low=low, delta_high=high, n_models=n,
-                             n_targets=1))
-        delta, low, high, n = result["mean"]
-        rows.append(dict(label, dataset="mean", delta=delta, delta_low=low, delta_high=high,
-                         n_models=max((r[3] for r in result["per_target"].values()), default=0), n_targets=n))
-    table = pd.DataFrame(rows, columns=["groundtruth", "comparison", "variant", "a", "b", "dataset", "delta",
-                                        "delta_low", "delta_high", "n_models", "n_targets"])
+    table = _paired_table(study, labels, jobs, ["groundtruth", "comparison", "variant", "a", "b"],
+                          "paired differences", "pairs")
     records.write_csv(table, path)
     records.write_record(path, key, params=study.record_params(), seed=study.params.seed,
                          inputs={"comparisons": [list(c) for c in COMPARISONS]})
