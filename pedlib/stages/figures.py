@@ -115,7 +115,9 @@ def figures(study: "Study") -> dict[str, Path]:
             save_table(values, out / f"wtau_{truth}_{pool}", written, f"wtau_{truth}_{pool}",
                        f"Weighted Kendall's tau of each method's ranking of {subject}, per target and "
                        "the mean over targets; each metric without and with PED (`+ped`), baselines "
-                       f"(knn, dim) included. The CSV and LaTeX give the {ci}; bold: the best per column.",
+                       f"(knn, dim) included; —: no ranking (every score tied, or too few models scored). "
+                       f"The LaTeX gives the {ci} (the CSV has the values; results/{study.params.study}/"
+                       "evaluation.csv the intervals); bold: the best per column.", missing="—",
                        latex=latex_table(values, wtau_table(evaluation, truth, pool, column="wtau_low"),
                                          wtau_table(evaluation, truth, pool, column="wtau_high"),
                                          caption=f"Weighted tau vs {name}, {n} models (pool {pool}); "
@@ -131,8 +133,10 @@ def figures(study: "Study") -> dict[str, Path]:
                    "the interval excludes zero. \"All scores tied\": no ranking with or without PED.")
             save_table(delta, out / f"ped_effect_{truth}_{pool}", written, f"ped_effect_{truth}_{pool}",
                        f"Weighted tau with PED minus without (the figure above's numbers), per metric and "
-                       f"target, {subject}; the CSV and LaTeX give the {ev.level:.0%} paired bootstrap "
-                       "intervals; bold: the largest gain per column.",
+                       f"target, {subject}; —: no ranking with or without PED. The LaTeX gives the "
+                       f"{ev.level:.0%} paired bootstrap intervals (the CSV has the values; "
+                       f"results/{study.params.study}/ped_effect.csv the intervals); bold: the largest gain "
+                       "per column.", missing="—",
                        latex=latex_table(delta, ped_effect_table(effect, truth, pool, "delta_low"),
                                          ped_effect_table(effect, truth, pool, "delta_high"),
                                          caption=f"Weighted tau with PED minus without, vs {name}, {n} models "
