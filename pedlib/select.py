@@ -170,60 +170,69 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
         backbones[name] = resolve(name, mirror=mirror, device=device)
     # two runs on one cache at once take turns: the second waits, then reads the first's features
     with _exclusive(cache):
-        source = load_images(data)
-        indices, dropped = _select(source, max_per_class, seed)
-        labels = source.labels[indices]
-        reference_source = load_images(reference) if reference is not None else None
-        if reference is None:
-            warnings.warn(NO_REFERENCE, UserWarning, stacklevel=2)
-        options = dict(ped_options or {})
-        if workers is None:
-            from .parallel import default_processes
+        return _rank(data, models, backbones, metric=metric, reference=reference, max_per_class=max_per_class,
+                     out=out, cache=cache, batch_size=batch_size, device=device, seed=seed, progress=progress,
+                     ped_options=ped_options, rank_by_ped=rank_by_ped, workers=workers)
 
-            workers = min(8, default_processes() - 1)
 
-        def extract(kind: str, src, idx) -> dict[str, np.ndarray]:
-            """Features of every model on ``src[idx]``: cached ones read, the rest from one decode."""
-            paths = {name: cache / _safe(name) / f"{kind}.npz" for name in models}
-            stale = [name for name in models
-                     if not records.is_fresh(paths[name], feature_key(backbones[name].spec, src, idx))]
-            if stale:
-                extract_shared([(paths[name], backbones[name]) for name in stale], src, idx,
-                               lambda rest: decoded_batches(src, extraction_batches(rest, batch_size), device=device,
-                                                            workers=workers),
-                               batch_size=batch_size, progress=progress)
-            return {name: records.load_npz(paths[name])["features"] for name in models}
+def _rank(data, models: list[str], backbones: dict, *, metric: str, reference, max_per_class: int | None,
+          out: Path | None, cache: Path, batch_size: int, device: str, seed: int, progress: bool,
+          ped_options: dict | None, rank_by_ped: bool, workers: int | None) -> RankResult:
+    """:func:`rank_models` once its arguments are checked, its models resolved and its cache held."""
+    source = load_images(data)
+    indices, dropped = _select(source, max_per_class, seed)
+    labels = source.labels[indices]
+    reference_source = load_images(reference) if reference is not None else None
+    if reference is None:
+        warnings.warn(NO_REFERENCE, UserWarning, stacklevel=3)
+    options = dict(ped_options or {})
+    if workers is None:
+        from .parallel import default_processes
 
+        workers = min(8, default_processes() - 1)
+
+    def extract(kind: str, src, idx) -> dict[str, np.ndarray]:
+        """Features of every model on ``src[idx]``: cached ones read, the rest from one decode."""
+        paths = {name: cache / _safe(name) / f"{kind}.npz" for name in models}
+        stale = [name for name in models
+                 if not records.is_fresh(paths[name], feature_key(backbones[name].spec, src, idx))]
+        if stale:
+            extract_shared([(paths[name], backbones[name]) for name in stale], src, idx,
+                           lambda rest: decoded_batches(src, extraction_batches(rest, batch_size), device=device,
+                                                        workers=workers),
+                           batch_size=batch_size, progress=progress)
+        return {name: records.load_npz(paths[name])["features"] for name in models}
+
+    started = time.perf_counter()
+    target = extract("target", source, indices)
+    references = {name: None for name in models}
+    if reference_source is not None:
+        references = extract("reference", reference_source, np.arange(len(reference_source)))
+    extraction_seconds = (time.perf_counter() - started) / len(models)
+    rows = []
+    for name in counter(models, desc="rank", unit="models", enabled=progress):
         started = time.perf_counter()
-        target = extract("target", source, indices)
-        references = {name: None for name in models}
-        if reference_source is not None:
-            references = extract("reference", reference_source, np.arange(len(reference_source)))
-        extraction_seconds = (time.perf_counter() - started) / len(models)
-        rows = []
-        for name in counter(models, desc="rank", unit="models", enabled=progress):
-            started = time.perf_counter()
-            x = target[name].astype(np.float64)
-            # One set of statistics for both scores: LogME's Gram matrix is computed once.
-            statistics = ped.statistics(x, labels)
-            entry = metrics.info(metric)
-            plain = ped.score_translation(entry, statistics.translated(None), labels)
-            moved = ped.motion(statistics, references[name], **{**ped.DEFAULTS, **options})
-            with_ped = ped.score_translation(entry, statistics.translated(moved.offsets), labels)
-            rows.append(dict(model=name, score=plain, score_ped=with_ped, ped_steps=moved.steps,
-                             dim=x.shape[1], seconds=time.perf_counter() - started + extraction_seconds))
-        table = pd.DataFrame(rows)
-        table["rank"] = table.score.rank(ascending=False, method="min").astype(int)
-        table["rank_ped"] = table.score_ped.rank(ascending=False, method="min").astype(int)
-        key = "score_ped" if rank_by_ped else "score"
-        table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
-        table = table[["model", "score", "score_ped", "rank", "rank_ped", "ped_steps", "dim", "seconds"]]
-        result = RankResult(table, source, indices, dropped, cache, references, options)
-        if out is not None:
-            result.paths = _write(result, out, metric=metric, data=str(data), reference=reference,
-                                  max_per_class=max_per_class, seed=seed, ped_options=options,
-                                  rank_by_ped=rank_by_ped)
-        return result
+        x = target[name].astype(np.float64)
+        # One set of statistics for both scores: LogME's Gram matrix is computed once.
+        statistics = ped.statistics(x, labels)
+        entry = metrics.info(metric)
+        plain = ped.score_translation(entry, statistics.translated(None), labels)
+        moved = ped.motion(statistics, references[name], **{**ped.DEFAULTS, **options})
+        with_ped = ped.score_translation(entry, statistics.translated(moved.offsets), labels)
+        rows.append(dict(model=name, score=plain, score_ped=with_ped, ped_steps=moved.steps,
+                         dim=x.shape[1], seconds=time.perf_counter() - started + extraction_seconds))
+    table = pd.DataFrame(rows)
+    table["rank"] = table.score.rank(ascending=False, method="min").astype(int)
+    table["rank_ped"] = table.score_ped.rank(ascending=False, method="min").astype(int)
+    key = "score_ped" if rank_by_ped else "score"
+    table = table.sort_values([key, "model"], ascending=[False, True]).reset_index(drop=True)
+    table = table[["model", "score", "score_ped", "rank", "rank_ped", "ped_steps", "dim", "seconds"]]
+    result = RankResult(table, source, indices, dropped, cache, references, options)
+    if out is not None:
+        result.paths = _write(result, out, metric=metric, data=str(data), reference=reference,
+                              max_per_class=max_per_class, seed=seed, ped_options=options,
+                              rank_by_ped=rank_by_ped)
+    return result
 
 
 @contextlib.contextmanager
