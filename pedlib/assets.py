@@ -84,11 +84,12 @@ def manifest() -> dict[str, Asset]:
     base: Asset | None = None  # the last row described in full
     for r in csv.DictReader(io.StringIO(text), delimiter="\t"):
         description = r["description"]
-        if description.startswith("as above") and base is not None:  # the manifest's shorthand, spelled out
+        shorthand = description.startswith("as above") and base is not None
+        if shorthand:  # the manifest's "as above, ResNet-56", spelled out
             description = f"{description[len('as above'):].lstrip(', ')}; otherwise as {base.path}: {base.description}"
-        elif not description.startswith("as above"):
-            base = Asset(r["path"], 0, "", "", "", description)
         assets.append(Asset(r["path"], int(r["bytes"]), r["sha256"], r["source"], r["license"], description))
+        if not shorthand:
+            base = assets[-1]
     return {a.name: a for a in assets}
 
 

@@ -68,14 +68,14 @@ class LineProgress:
         self.postfix = ""
         self.started = time.perf_counter()
         self._last_write = -float("inf")
-        self._first: tuple[int, float, float] | None = None  # (n, work done, time) at the first update
+        self._first: tuple[int, float] | None = None  # (n, time) of the first update
         self._closed = False
 
     def _line(self) -> str:
         elapsed = time.perf_counter() - self.started
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         parts = [f"[{self.desc}] {done} {self.unit}", f"{format_seconds(elapsed)} elapsed"]
-        if self.work_total and 0 < self.work_done < self.work_total and self.n < (self.total or self.n + 1):
+        if self.work_total and 0 < self.work_done < self.work_total:
             # items of known, different sizes (long next to the start-up, several running at
             # once): the rate of all the work done over all the time, as each finished item
             # was under way since the start or since an earlier one ended
@@ -83,7 +83,7 @@ class LineProgress:
         elif self.total and self._first is not None and self._first[0] < self.n < self.total:
             # the rate from the first update on: the time before it is start-up (worker
             # processes, a model's first load), not work, and would make the first ETA absurd
-            since, done = time.perf_counter() - self._first[2], self.n - self._first[0]
+            since, done = time.perf_counter() - self._first[1], self.n - self._first[0]
             parts.append(f"ETA {format_seconds(since / done * (self.total - self.n))}")
         if self.postfix:
             parts.append(self.postfix)
@@ -101,9 +101,10 @@ class LineProgress:
 
     def update(self, n: int = 1, work: float | None = None):
         self.n += n
-        self.work_done += work if self.work_total and work is not None else n
+        if work is not None:
+            self.work_done += work
         if self._first is None:
-            self._first = (self.n, self.work_done, time.perf_counter())
+            self._first = (self.n, time.perf_counter())
         self._write(force=self.total is not None and self.n >= self.total)
 
     def set_postfix_str(self, text: str, refresh: bool = True):

@@ -16,6 +16,7 @@ time), never half a file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -36,7 +37,7 @@ from . import lockfile
 
 __all__ = ["content_key", "code_version", "environment", "git_state", "atomic_write",
            "write_record", "read_record", "is_fresh", "save_npz", "load_npz", "write_csv",
-           "record_path", "read_csv", "payload_digest", "environment_key", "CacheError"]
+           "record_path", "read_csv", "payload_digest", "environment_key", "CacheError", "exclusive"]
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,24 @@ def cpu_arithmetic() -> dict:
     blas = sorted({f"{info['internal_api']}:{info.get('architecture')}"
                    for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"})
     return {"model": model, "torch": capability, "blas": blas}
+
+
+@contextlib.contextmanager
+def exclusive(lock, waiting: str, say: Callable[[str], None] = log.warning):
+    """Hold ``lock`` (a ``filelock.FileLock``; reentrant, so nested stages share one) for the
+    duration; when another process holds it, ``say(waiting)`` once and wait for it, so that
+    two runs over one set of results take turns instead of computing the same files at once."""
+    from filelock import Timeout
+
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(waiting)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def record_path(path: str | os.PathLike) -> Path:

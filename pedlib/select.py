@@ -11,7 +11,6 @@ from ._extras import require as _require
 
 _require("torch", "pedlib.select (pedlib rank)")
 
-import contextlib
 import json
 import logging
 import time
@@ -235,22 +234,13 @@ def _rank(data, models: list[str], backbones: dict, *, metric: str, reference, m
     return result
 
 
-@contextlib.contextmanager
 def _exclusive(cache: Path):
-    """Hold ``cache``'s lock (``<cache>/.lock``); when another run holds it, say so and wait."""
-    from filelock import FileLock, Timeout
+    """``cache``'s lock (``<cache>/.lock``), held for the run (:func:`pedlib.records.exclusive`)."""
+    from filelock import FileLock
 
     cache.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(cache / ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("another pedlib rank uses %s; waiting for it to finish (its features are then reused)", cache)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+    return records.exclusive(FileLock(cache / ".lock"), f"another pedlib rank uses {cache}; waiting for it to "
+                             "finish (its features are then reused)")
 
 
 def _write(result: RankResult, out: Path, **params) -> dict[str, Path]:

@@ -186,18 +186,10 @@ class Study:
 
             self.output.mkdir(parents=True, exist_ok=True)
             self._lock = FileLock(self.output / ".lock")
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            _waiting(f"another run of the {self.params.study} study holds {self.output / '.lock'}; "
-                           "waiting for it to finish (its results are then reused)")
-            self._lock.acquire()
-        try:
+        with records.exclusive(self._lock, f"another run of the {self.params.study} study holds "
+                               f"{self.output / '.lock'}; waiting for it to finish (its results are then reused)",
+                               say=_waiting):
             yield
-        finally:
-            self._lock.release()
 
     def stage_keys(self) -> dict[str, str]:
         """The key of every result the stages would write (:func:`pedlib.stages.stage_keys`)."""

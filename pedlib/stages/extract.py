@@ -120,22 +120,22 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
         rows += [_row(study, m, dataset, part, cached=True, seconds=0.0) for m in group if m not in stale]
         if stale:
             work.append((dataset, part, tuple(stale)))
+    costs = [_cost(study, *group) for group in work]
     if study.params.extract.parallel and study.device.type == "cpu" and len(work) > 1:
         # each (dataset, split) group in a worker process, on extract.threads threads there;
         # the largest first, so that no process is left with a long group at the end; a
         # reference group once the split groups whose features it takes are done (in_splits)
-        order = sorted(range(len(work)), key=lambda i: (work[i][1] == "reference", -_cost(study, *work[i])))
+        order = sorted(range(len(work)), key=lambda i: (work[i][1] == "reference", -costs[i]))
         position = {(work[i][0], work[i][1]): n for n, i in enumerate(order)}
         after = [[position[(dataset, split)] for split in in_splits(study, dataset) if (dataset, split) in position]
                  if part == "reference" else [] for dataset, part, _ in (work[i] for i in order)]
         done = study.map(extract_group, [work[i] for i in order], desc="extract", unit="feature sets", after=after,
-                         work=[_cost(study, *work[i]) for i in order])
+                         work=[costs[i] for i in order])
         timings = [0.0] * len(work)
         for i, seconds in zip(order, done):
             timings[i] = seconds
     else:  # feature_jobs gives the splits before the reference samples
         timings = []
-        costs = [_cost(study, *group) for group in work]
         bar = progress(total=len(work), desc="extract", unit="feature sets", enabled=study.progress,
                        work_total=float(sum(costs)))
         try:

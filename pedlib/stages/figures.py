@@ -81,7 +81,7 @@ def figures(study: "Study") -> dict[str, Path]:
     truths = list(accuracies)
     figure(ped_effect_headline(paired, truths), "ped_effect_headline", HEADLINE,
            f"Does PED help? The change PED makes to each method's mean weighted tau over the targets "
-           f"(all {len(study.pool('all') if 'all' in study.params.pools else study.models)} models), against "
+           f"(all {int(paired.n_models.max())} models), against "
            f"{' and '.join(('the ' if t == 'linear_probe' else '') + truth_label(t) for t in truths)}, with each of "
            "PED's references (marker shapes); "
            f"lines: {ev.level:.0%} paired bootstrap intervals over models (the same models drawn with and "
@@ -213,14 +213,15 @@ def figures(study: "Study") -> dict[str, Path]:
                    "the source classifier (empty: no classifier). Each check's seconds: "
                    f"{study.output.name}/ports.csv under results/.", digits=4, missing="")
     _write_index(study, out, written, key)
-    records.atomic_write(made, lambda tmp: tmp.write_text(json.dumps(sorted(written), indent=1)))
-    records.write_record(made, key, params=study.params.as_dict(), seed=study.params.seed)
     timed: dict[str, tuple[list[Path], str]] = {}
     save_figure(runtime_bars(scores), timing / "runtime", timed, "runtime",
                 "Median seconds per score of one (model, target), without and with PED (PED's own time "
                 "included), log scale. Timing: varies from run to run.", formats=plots.formats, dpi=plots.dpi)
     save_table(runtime_table(scores), timing / "runtime", timed, "runtime_table",
                "The runtime figure's numbers (median seconds). Timing: varies from run to run.", digits=4)
+    # last: a run stopped before this point leaves the figures stale
+    records.atomic_write(made, lambda tmp: tmp.write_text(json.dumps(sorted(written), indent=1)))
+    records.write_record(made, key, params=study.params.as_dict(), seed=study.params.seed)
     return {k: _viewable_first(paths)[0] for k, (paths, _) in {**written, **timed}.items()}
 
 
