@@ -39,11 +39,11 @@ def _torchvision(arch: str):
     import torchvision
 
     from pedlib.models import ModelSpec
-    from pedlib.models.hub import _Features, strip_classifier
+    from pedlib.models.hub import PooledFeatures, strip_classifier
 
     net, dim = strip_classifier(torchvision.models.get_model(arch, weights=None))
     spec = ModelSpec(arch, "", "torch", 224, 3, "imagenet mean/std", "none", arch, True)
-    return TorchBackbone(spec, _Features(net, dim))
+    return TorchBackbone(spec, PooledFeatures(net, dim))
 
 
 def main():

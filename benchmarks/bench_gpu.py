@@ -252,7 +252,7 @@ def main(argv=None):
     seconds, n = timed_sweep_job(study_params(root / "sweep", images, names[:1], args))
     row("sweep job training steps (device decode + augmentation, bf16)", n / seconds, train_limit)
 
-    from pedlib.select import rank_models
+    from pedlib.rank import rank_models
 
     checkpoint = root / "models" / f"{names[0]}.pth"
     started = time.perf_counter()

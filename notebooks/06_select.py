@@ -22,7 +22,7 @@
 from IPython.display import Image, display
 
 from pedlib import assets
-from pedlib.select import rank_models, save_cluster_views
+from pedlib.rank import rank_models, save_cluster_views
 
 # %% tags=["parameters"]
 data = None  # an ImageFolder or a CSV of path,label; None: the Flowers-12 train images (demo)

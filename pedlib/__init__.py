@@ -12,11 +12,11 @@ import warnings
 from . import metrics, ped, statistics, validation
 
 __version__ = "0.1.0"
-__all__ = ["metrics", "ped", "evaluate", "validation", "statistics", "score", "__version__"]
+__all__ = ["metrics", "ped", "correlations", "validation", "statistics", "score", "__version__"]
 
 # Submodules with heavy dependencies (torch, pooch, matplotlib, scipy.stats) load on first use:
 # ``pedlib.assets.resolve(...)`` works after a plain ``import pedlib``.
-_LAZY = ("evaluate", "assets", "data", "models", "features", "groundtruth", "study", "select", "plots", "records",
+_LAZY = ("correlations", "assets", "data", "models", "features", "groundtruth", "study", "rank", "plots", "records",
          "scoring", "summary", "params", "cluster")
 
 

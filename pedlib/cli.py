@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
                    description="List the model zoos (pedlib.models.zoos()) and each zoo's model names. "
                    "`pedlib rank` also takes torchvision names, timm:<name> and <arch>=<checkpoint.pth>.")
 
+    stages = sub.add_parser("stages", help="print the stage graph (with a study: its tables and whether they are made)",
+                            description="Print the pipeline's stages, what each needs and makes (pedlib.pipeline); "
+                            "with STUDY, the tables each stage caches for it and whether they are there.")
+    stages.add_argument("study", nargs="?", help="study name (params/<study>.yaml) or params file")
+
     finetune = sub.add_parser("finetune", help="run a study's fine-tuning jobs",
                               description=FINETUNE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     finetune.add_argument("study", help="study name (params/<study>.yaml) or params file")
@@ -284,6 +289,18 @@ def _main(args) -> int:
         for zoo in models.zoos():
             print(f"{zoo}: {' '.join(models.list_models(zoo=zoo))}")
         return 0
+    if args.command == "stages":
+        from . import pipeline
+        from .context import StudyContext
+        from .params import ParamsError
+
+        try:
+            study = StudyContext.load(args.study, progress=False) if args.study else None
+        except ParamsError as error:
+            print(f"pedlib stages: {error}", file=sys.stderr)
+            return 2
+        print(pipeline.describe(study))
+        return 0
     if args.command in ("notebooks", "report"):
         return _notebooks(args)
     if args.command == "verify":
@@ -297,7 +314,7 @@ def _main(args) -> int:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             print(f"pedlib finetune: {message}", file=sys.stderr)
             return 2
-    from . import select
+    from . import rank as ranking
     from .models.hub import WeightsUnavailable
     from .safe_files import UnsafeFile
 
@@ -307,7 +324,7 @@ def _main(args) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            result = select.rank_models(args.data, args.models, metric=args.metric,
+            result = ranking.rank_models(args.data, args.models, metric=args.metric,
                                         reference=args.reference, max_per_class=args.max_per_class,
                                         out=args.out, batch_size=args.batch_size, device=args.device,
                                         seed=args.seed, progress=not args.quiet,

@@ -20,16 +20,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import records
+from .codegraph import code_version
 from .data import ImageSource
 from .models import Backbone, ModelSpec, weights_id
 
 __all__ = ["feature_key", "cached_features", "extract_shared", "ExtractionInterrupted", "CHECKPOINT_SECONDS"]
-
-
-#: The code a feature file depends on, by runtime (editing other modules keeps caches valid).
-_CODE = {"tflite": ("features", "models._spec", "models.tflite", "data.images"),
-         "torch": ("features", "models._spec", "models.torch_backbone", "models.inference", "models.nets",
-                   "models.ports", "models.hub", "models.paper", "data.images", "data.loader", "data.jpeg")}
 
 
 def feature_key(spec: ModelSpec, source: ImageSource, indices: np.ndarray) -> str:
@@ -37,7 +32,7 @@ def feature_key(spec: ModelSpec, source: ImageSource, indices: np.ndarray) -> st
     return records.content_key("features", spec.name, weights_id(spec), spec.input_size, spec.channels,
                                spec.normalisation, source.content_id,
                                records.content_key(np.asarray(indices).tolist()),
-                               records.code_version(*_CODE[spec.runtime]))
+                               code_version(__name__))
 
 
 def cached_features(path: str | Path, spec: ModelSpec, source: ImageSource, indices: np.ndarray, *,

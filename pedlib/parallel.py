@@ -12,6 +12,7 @@ started with ``__main__``'s file and spec hidden, as in an interactive session.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -30,6 +31,21 @@ def default_processes() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to ``n`` for the duration, then restored: a float32
+    convolution's last bits depend on how its work is split, so a fixed count keeps features and
+    fine-tuning the same on every machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _HiddenMain:

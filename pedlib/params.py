@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import yaml
 
@@ -83,7 +83,7 @@ class DatasetParams:
 
     train_per_class: int | None = None
     test_per_class: int | None = None
-    test_fraction: float = 0.5
+    test_fraction: float = 0.5  # 0: no test split, every image is scored (pedlib rank's target)
     root: str | None = None  # for imagefolder / csv datasets
     type: str | None = None  # registry name when the key is an alias (e.g. a user's folder)
     options: dict[str, Any] = field(default_factory=dict)  # more factory options (split_dir, partition)
@@ -160,13 +160,17 @@ class GroundTruthParams:
 class ReferenceParams:
     """PED's reference sample: ``source`` (the model's pretraining data when the study has it
     and it is not the target, else ``others``), ``others`` (the other targets pooled) or
-    ``none`` (standardise with the target's own statistics)."""
+    ``none`` (standardise with the target's own statistics). ``images``: a folder (ImageFolder or
+    CSV; labels unused) of generic images that is every model's reference in place of its source
+    data or the other targets (``pedlib rank --reference``). ``per_dataset``: the images drawn
+    from each reference dataset (null: all)."""
 
     mode: Literal["source", "others", "none"] = "source"
-    per_dataset: int = 200
+    per_dataset: int | None = 200
     ablation: tuple[Literal["source", "others", "none"], ...] = ("others", "none")
     roots: dict[str, str] = field(default_factory=dict)  # source dataset -> its folder (imagenet)
     require_source: bool = False  # warn when a model's source data is missing (paper studies)
+    images: str | None = None
 
 
 @dataclass(frozen=True)
@@ -373,7 +377,7 @@ def _check_names(kind: str, names, known, where: str):
                   + f" Available: {', '.join(sorted(known))}")
 
 
-def _validate(params: StudyParams, where: str) -> StudyParams:
+def _validate(params: StudyParams, where: str, known_models=()) -> StudyParams:
     from . import data, metrics, models, ped
 
     if not params.datasets:
@@ -384,12 +388,15 @@ def _validate(params: StudyParams, where: str) -> StudyParams:
             cap = getattr(options, key)
             if cap is not None and cap < 2:
                 _fail(where, f"datasets.{name}.{key} must be at least 2, got {cap}")
-        if not 0 < options.test_fraction < 1:
-            _fail(where, f"datasets.{name}.test_fraction must be in (0, 1)")
+        if not 0 <= options.test_fraction < 1:
+            _fail(where, f"datasets.{name}.test_fraction must be in [0, 1)")
+        if options.test_fraction == 0 and params.evaluation.groundtruth:
+            _fail(where, f"datasets.{name}.test_fraction 0 leaves no test images for a ground truth; "
+                  "use evaluation.groundtruth: [] (a study that only scores) or a test_fraction in (0, 1)")
     if isinstance(params.models, str):
         _check_names("model zoo", [params.models], models.zoos(), f"{where}: models")
     else:
-        _check_names("model", params.models, models.list_models(), f"{where}: models")
+        _check_names("model", params.models, [*models.list_models(), *known_models], f"{where}: models")
         if len(set(params.models)) != len(params.models):
             _fail(where, "models: a model is listed twice")
     feature_metrics = metrics.available(input="features")
@@ -415,7 +422,7 @@ def _validate(params: StudyParams, where: str) -> StudyParams:
     for pool, rule in params.pools.items():
         _check_names("pool rule", rule, ("family", "source", "trainable", "models"),
                      f"{where}: pools.{pool}")
-    if params.reference.per_dataset < 2:
+    if params.reference.per_dataset is not None and params.reference.per_dataset < 2:
         _fail(where, "reference.per_dataset must be at least 2")
     if params.evaluation.bootstrap < 0 or not 0 < params.evaluation.level < 1:
         _fail(where, "evaluation.bootstrap must be >= 0 and evaluation.level in (0, 1)")
@@ -428,10 +435,12 @@ def _validate(params: StudyParams, where: str) -> StudyParams:
     return params
 
 
-def parse_params(raw: Any, *, where: str = "params", root: str | os.PathLike = ".") -> StudyParams:
-    """Validate a params mapping (as loaded from YAML) into :class:`StudyParams`."""
+def parse_params(raw: Any, *, where: str = "params", root: str | os.PathLike = ".",
+                 known_models: Sequence[str] = ()) -> StudyParams:
+    """Validate a params mapping (as loaded from YAML) into :class:`StudyParams`;
+    ``known_models``: model names beyond the registry's (``pedlib rank``'s hub models)."""
     params = _build(StudyParams, raw, where)
-    return _validate(dataclasses.replace(params, root=str(root)), where)
+    return _validate(dataclasses.replace(params, root=str(root)), where, known_models)
 
 
 def load_params(path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> StudyParams:

@@ -21,7 +21,7 @@ from .statistics import FeatureStatistics
 from .validation import check_features_labels, check_reference, readable
 
 __all__ = ["DeclineResult", "Motion", "Standardization", "decline", "motion", "standardization",
-           "statistics", "score", "DEFAULTS"]
+           "feature_statistics", "score", "DEFAULTS"]
 
 #: PED's defaults, as in the paper's released evaluation code.
 DEFAULTS: dict[str, float] = dict(time_step=0.1, exit_ratio=0.5, nsigma=0.6, constant=1.0,
@@ -131,7 +131,7 @@ def _check_options(time_step, exit_ratio, nsigma, constant, max_steps, eps) -> d
     return dict(options, max_steps=int(max_steps))
 
 
-def statistics(features, labels, *, translations: int = 1) -> FeatureStatistics:
+def feature_statistics(features, labels, *, translations: int = 1) -> FeatureStatistics:
     """Validate features and labels for PED (at least 2 samples per class) and wrap them in
     the :class:`~pedlib.statistics.FeatureStatistics` that :func:`motion` and the metrics'
     statistics paths share."""
@@ -142,7 +142,7 @@ def statistics(features, labels, *, translations: int = 1) -> FeatureStatistics:
 def motion(statistics: FeatureStatistics, reference=None, *, time_step: float = 0.1,
            exit_ratio: float = 0.5, nsigma: float = 0.6, constant: float = 1.0,
            max_steps: int = 6, eps: float = 1e-3) -> Motion:
-    """PED's class motion from precomputed statistics (:func:`statistics`); see :func:`decline`.
+    """PED's class motion from precomputed statistics (:func:`feature_statistics`); see :func:`decline`.
 
     ``reference`` is the reference sample, its :func:`standardization` (computed once for
     many settings), or None (standardise with the features' own mean and std).
@@ -221,7 +221,7 @@ def decline(features, labels, reference=None, *, time_step: float = 0.1, exit_ra
     moved features without building them, use :func:`score` (or :func:`motion` with a
     metric's statistics path).
     """
-    stats = statistics(features, labels)
+    stats = feature_statistics(features, labels)
     moved = motion(stats, reference, time_step=time_step, exit_ratio=exit_ratio, nsigma=nsigma,
                    constant=constant, max_steps=max_steps, eps=eps)
     features_moved = stats.translated(moved.offsets).features()  # no step: zero offsets, the identity
@@ -263,7 +263,7 @@ def score(features, labels, metric: str = "logme", reference=None, *,
         warnings.warn("PED without a reference sample standardises with the target's own mean and std, "
                       "which is not the paper's setting (it uses the model's features on generic data, "
                       "e.g. ImageNet val); pass reference=...", UserWarning, stacklevel=3)
-    stats = statistics(features, labels)
+    stats = feature_statistics(features, labels)
     moved = motion(stats, reference, **ped_options)
     return score_translation(entry, stats.translated(moved.offsets), labels, metric_options)
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import lockfile
 
-__all__ = ["content_key", "code_version", "environment", "git_state", "atomic_write",
+__all__ = ["content_key", "environment", "git_state", "atomic_write",
            "write_record", "read_record", "is_fresh", "save_npz", "load_npz", "write_csv",
            "record_path", "read_csv", "payload_digest", "environment_key", "CacheError", "exclusive"]
 
@@ -84,39 +84,6 @@ def content_key(*parts: Any) -> str:
     anything without a canonical form is refused rather than hashed by its ``str``."""
     text = json.dumps(_jsonable(parts), sort_keys=True, separators=(",", ":"), default=_refuse)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-@lru_cache(maxsize=None)
-def source_version(*objects: Any) -> str:
-    """Hash of the source of particular modules, classes or functions: narrower than
-    :func:`code_version` for results that are expensive to recompute (the committed
-    fine-tuning table), so that edits elsewhere in the same modules leave them valid."""
-    import inspect
-
-    digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj.__name__)}".encode())
-        digest.update(inspect.getsource(obj).encode())
-    return digest.hexdigest()[:16]
-
-
-@lru_cache(maxsize=None)
-def code_version(*modules: str) -> str:
-    """Hash of the source of pedlib modules or subpackages (e.g. ``"ped"``, ``"metrics"``).
-
-    A result depends on the code that computed it; editing that code changes its keys, while
-    editing unrelated modules (plots, notebooks) keeps caches valid.
-    """
-    digest = hashlib.sha256()
-    for module in sorted(modules):
-        target = _PACKAGE_ROOT / module.replace(".", "/")
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
-        if not files or not files[0].exists():
-            raise ValueError(f"code_version: no pedlib module {module!r}")
-        for file in files:
-            digest.update(str(file.relative_to(_PACKAGE_ROOT)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

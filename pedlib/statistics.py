@@ -19,14 +19,14 @@ import numpy as np
 import scipy.linalg
 import scipy.linalg.blas
 
-from ._stats import (add_class_offsets, class_sums, class_sums_and_weighted_squares, class_variances,
+from .blockwise import (add_class_offsets, class_sums, class_sums_and_weighted_squares, class_variances,
                      class_weighted_scatter)
 from .validation import LabelledFeatures
 
-__all__ = ["FeatureStatistics", "Translation"]
+__all__ = ["FeatureStatistics", "Translation", "eigh"]
 
 
-def _eigh(matrix: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def eigh(matrix: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending, clipped at 0) and eigenvectors of a Gram matrix.
 
     A Gram matrix is positive semi-definite; its zero eigenvalues come out of any solver at
@@ -120,7 +120,7 @@ class FeatureStatistics:
     @cached_property
     def gram_eigh(self) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues (clipped at 0) and eigenvectors of :attr:`gram`."""
-        return _eigh(self.gram)
+        return eigh(self.gram)
 
     @cached_property
     def within_scatter_eigh(self) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ class FeatureStatistics:
         means = self.class_means
         between = (means.T * self.counts) @ means
         scatter = self.gram if self.primal else self.features.T @ self.features
-        return _eigh(scatter - between, overwrite=True)
+        return eigh(scatter - between, overwrite=True)
 
     def translated(self, offsets: np.ndarray | None) -> "Translation":
         """The statistics of ``features + offsets[codes]`` (offsets of shape (n_classes, n_features))."""
@@ -198,7 +198,7 @@ class Translation:
 
     @cached_property
     def gram_eigh(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.base.gram_eigh if self.identity else _eigh(self._gram_lower(), overwrite=True)
+        return self.base.gram_eigh if self.identity else eigh(self._gram_lower(), overwrite=True)
 
     def derived(self, name: str, compute):
         """``compute()``, once per translation: what several metrics derive alike from it

@@ -1,4 +1,4 @@
-"""A study: one ``params/<study>.yaml`` with its data, models, worker processes and results.
+"""A study: its context (:class:`pedlib.context.StudyContext`) with one method per stage.
 
 >>> study = Study.load("pocket")      # validated before any work
 >>> study.groundtruth()   # 01: linear probe (+ fine-tuning table)
@@ -7,13 +7,11 @@
 >>> study.evaluate()      # 04: rank correlations against each ground truth
 >>> study.figures()       # 05: plots and tables in figures/<study>/
 
-The stages themselves live in :mod:`pedlib.stages`, one module each (the methods above are
-one-line delegates to them). Every stage writes its results under ``results/<study>/`` with
-a provenance record, skips work whose record matches (so a rerun takes seconds and an
-interrupted run resumes), and returns a pandas DataFrame for the notebook to show.
-Independent cells (linear probes, score cells, evaluation rows) run in ``processes`` worker
-processes; their results are assembled in a fixed order, so every table is the same for
-any number of processes.
+Each method runs its stage through :func:`pedlib.pipeline.run`, which first runs every stage
+it needs that is stale (so ``study.figures()`` alone makes everything) and returns what the
+notebook shows. Every stage writes its results under ``results/<study>/`` with a provenance
+record and skips work whose record matches, so a rerun takes seconds and an interrupted run
+resumes.
 """
 
 from __future__ import annotations
@@ -22,327 +20,88 @@ from ._extras import require as _require
 
 _require("torch", "pedlib.study")
 
-import contextlib
-import dataclasses
-import difflib
-import logging
-import os
-import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import data, models, records, stages
-from .parallel import WorkerPool
-from .progress import notice
-from .params import ParamsError, StudyParams, load_params
-from .stages import extract as extract_stage, groundtruth as groundtruth_stage, ports as ports_stage
-from .stages import score as score_stage
-from .stages.finetune import Finetuning
+from . import pipeline
+from .context import StudyContext, find_params
+from .stages import extract as extract_stage, feature_store
+from .stages.finetune import Finetuning, finetuning
+from .stages.groundtruth import by_truth
 
 __all__ = ["Study", "find_params"]
 
-log = logging.getLogger(__name__)
 
-_WORKER: "Study | None" = None  # the Study of a worker process (see Study.workers)
+class Study(StudyContext):
+    """A study's context (params, data, models, worker processes: :class:`StudyContext`) and
+    its stages, one method each (see the module docstring)."""
 
-
-def _init_worker(params: StudyParams, mirror, params_path):
-    global _WORKER
-    # a worker runs jobs for a process that holds the study's lock: it takes none itself
-    _WORKER = Study(params, mirror=mirror, progress=False, params_path=params_path, exclusive=False)
-
-
-def _call_worker(function: Callable, *args):
-    return function(_WORKER, *args)
-
-
-def _waiting(message: str) -> None:
-    """One line in the terminal of ``make reproduce`` and in the log (a notebook, pedlib rank)."""
-    notice(message)
-    log.warning(message)
-
-
-def find_params(study: str | os.PathLike) -> Path:
-    """The params file of ``study``: a path to a YAML file, or a study name looked up as
-    ``params/<name>.yaml`` in the current folder and its parents."""
-    path = Path(study)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    known: list[str] = []
-    for folder in (Path.cwd(), *Path.cwd().parents):
-        candidate = folder / "params" / f"{study}.yaml"
-        if candidate.is_file():
-            return candidate
-        if not known and (folder / "params").is_dir():
-            known = sorted(p.stem for p in (folder / "params").glob("*.yaml"))
-    close = difflib.get_close_matches(str(study), known, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else (f"; studies: {', '.join(known)}" if known else "")
-    raise ParamsError(f"no study {str(study)!r} (no params/{study}.yaml in {Path.cwd()} or its parents){hint}")
-
-
-class Study:
-    """One study's params, data sources and splits, models and worker processes.
-
-    Parameters
-    ----------
-    params : StudyParams
-    mirror : path, optional
-        Asset mirror (default: :func:`pedlib.assets.default_mirror`).
-    progress : bool, default True
-        Report progress (:mod:`pedlib.progress`).
-    params_path : path, optional
-        The params file (set by :meth:`load`; fine-tuning jobs run from it).
-    exclusive : bool, default True
-        Each stage holds the study's lock (``results/<study>/.lock``) while it runs, so that two
-        runs of one study at once (two terminals, a notebook beside ``make reproduce``) take
-        turns: the second waits, then finds the first one's results cached.
-    """
-
-    def __init__(self, params: StudyParams, *, mirror=None, progress: bool = True,
-                 params_path: str | os.PathLike | None = None, exclusive: bool = True):
-        self.params = params
-        self.exclusive = exclusive
-        self._lock = None
-        self.mirror = mirror
-        self.progress = progress
-        self.params_path = params_path
-        self._backbones: dict[str, models.Backbone] = {}
-        self._sources: dict[str, data.ImageSource] = {}
-        self._splits: dict[str, data.Split] = {}
-        self._unavailable: set[str] = set()
-        self._pool: WorkerPool | None = None
-
-    @classmethod
-    def load(cls, study: str | os.PathLike, **options) -> "Study":
-        """Open a study by name (``"pocket"``: ``params/pocket.yaml`` found from the current
-        folder or a parent, as from ``notebooks/``) or by the path of its params file."""
-        path = find_params(study)
-        return cls(load_params(path), params_path=path, **options)
-
-    # ------------------------------------------------------------------ the stages
     def groundtruth(self, *, recompute_finetune: bool = False) -> dict[str, pd.DataFrame]:
-        """Stage 01 (:func:`pedlib.stages.groundtruth.groundtruth`)."""
-        with self.locked():
-            return groundtruth_stage.groundtruth(self, recompute_finetune=recompute_finetune)
+        """Stage 01: each ground truth's own table, in ``evaluation.groundtruth``'s order
+        (:func:`pedlib.stages.groundtruth.tables`)."""
+        from .stages.groundtruth import tables
+
+        results: dict = {}
+        if recompute_finetune:
+            pipeline.run(self, "finetune", results=results, recompute=True)
+        pipeline.run(self, "groundtruth", results=results)
+        return tables(self, results)
 
     def accuracies(self) -> dict[str, pd.DataFrame]:
-        """Each ground truth as one accuracy per (model, dataset) (:func:`pedlib.stages.groundtruth.accuracies`)."""
-        with self.locked():
-            return groundtruth_stage.accuracies(self)
+        """Each ground truth as one accuracy per (model, dataset) (the ``groundtruth`` stage)."""
+        return by_truth(pipeline.run(self, "groundtruth")["accuracies"])
 
     def check_ports(self) -> pd.DataFrame | None:
-        """The ports against their original runtime (:func:`pedlib.stages.ports.check`)."""
-        with self.locked():
-            return ports_stage.check(self)
+        """The ports against their original runtime (the ``ports`` stage; None without ports)."""
+        checked = pipeline.run(self, "ports")
+        return None if checked is None else checked["ports"]
 
     def extract(self, parts: tuple[str, ...] | None = None) -> pd.DataFrame:
-        """Stage 02 (:func:`pedlib.stages.extract.extract`)."""
-        with self.locked():
-            return extract_stage.extract(self, parts)
+        """Stage 02 (:func:`pedlib.stages.extract.extract`; ``parts``: only these parts)."""
+        return pipeline.run(self, "extract", parts=parts)
 
     def features(self, model: str, dataset: str, part: str) -> dict:
-        """One feature set, cached (:func:`pedlib.stages.extract.features`)."""
+        """One feature set (``part``: train, test, or reference: the dataset's own seeded sample
+        of PED reference images), extracted now if it is not cached
+        (:func:`pedlib.stages.extract.features`)."""
         with self.locked():
             return extract_stage.features(self, model, dataset, part)
 
+    def reference(self, model: str, target: str, mode: str | None = None) -> np.ndarray | None:
+        """The reference features PED scores ``model`` on ``target`` with, as the score stage
+        does (:func:`pedlib.stages.feature_store.scoring_reference`; ``mode``: the study's
+        ``reference.mode`` unless given). Extracts what it needs first."""
+        pipeline.run(self, "extract")
+        return feature_store.scoring_reference(self, model, target, mode or self.params.reference.mode)
+
     def score(self) -> pd.DataFrame:
         """Stage 03 (:func:`pedlib.stages.score.score`)."""
-        with self.locked():
-            return score_stage.score(self)
+        return pipeline.run(self, "score")["scores"]
 
-    def evaluate(self, scores: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Stage 04 (:func:`pedlib.stages.evaluate.evaluate`)."""
-        from .stages import evaluate  # scipy.stats and matplotlib load only for the stages that draw on them
+    def evaluate(self) -> pd.DataFrame:
+        """Stage 04 (:func:`pedlib.stages.evaluate.evaluate`): the evaluation table (the
+        stage's other tables: :meth:`evaluation_tables`)."""
+        return pipeline.run(self, "evaluate")["evaluation"]
 
-        with self.locked():
-            return evaluate.evaluate(self, scores)
+    def evaluation_tables(self) -> dict[str, pd.DataFrame]:
+        """Every table of stage 04: evaluation, ped_effect, paired_differences (and
+        paper_comparison for a paper study)."""
+        return pipeline.run(self, "evaluate")
 
     def figures(self) -> dict[str, Path]:
-        """Stage 05 (:func:`pedlib.stages.figures.figures`)."""
-        from .stages import figures
-
-        with self.locked():
-            return figures.figures(self)
+        """Stage 05 (:func:`pedlib.stages.figures.figures`): name -> the viewable file of each
+        figure and table (PNG or Markdown), the runtime figure and table included."""
+        table = pipeline.run(self, "figures")["figures"].drop_duplicates("name")
+        return {row.name: Path(self.params.root) / row.path for row in table.itertuples()}
 
     @cached_property
     def finetuning(self) -> Finetuning:
         """The fine-tuning jobs (:class:`pedlib.stages.finetune.Finetuning`)."""
-        return Finetuning(self)
-
-    @contextlib.contextmanager
-    def locked(self):
-        """Hold the study's lock (``results/<study>/.lock``, reentrant) for the duration; when
-        another process holds it, say so once and wait for it."""
-        if not self.exclusive:
-            yield
-            return
-        if self._lock is None:
-            from filelock import FileLock
-
-            self.output.mkdir(parents=True, exist_ok=True)
-            self._lock = FileLock(self.output / ".lock")
-        with records.exclusive(self._lock, f"another run of the {self.params.study} study holds "
-                               f"{self.output / '.lock'}; waiting for it to finish (its results are then reused)",
-                               say=_waiting):
-            yield
+        return finetuning(self)
 
     def stage_keys(self) -> dict[str, str]:
-        """The key of every result the stages would write (:func:`pedlib.stages.stage_keys`)."""
-        return stages.stage_keys(self)
-
-    # ------------------------------------------------------------------ layout
-    @property
-    def output(self) -> Path:
-        return self.params.output_dir
-
-    @property
-    def figures_dir(self) -> Path:
-        return self.params.figures_dir
-
-    def record_params(self) -> dict:
-        """The params as every result record stores them."""
-        return self.params.as_dict()
-
-    # ------------------------------------------------------------------ models
-    @cached_property
-    def models(self) -> list[str]:
-        chosen = self.params.models
-        return models.list_models(zoo=chosen) if isinstance(chosen, str) else list(chosen)
-
-    def pool(self, name: str) -> list[str]:
-        """Models of the pool ``name`` (rules: family, source, trainable, models)."""
-        rule = self.params.pools[name]
-        chosen = []
-        for model in self.models:
-            spec = models.get_spec(model)
-            if ("family" in rule and spec.family != rule["family"]) or \
-               ("source" in rule and spec.source != rule["source"]) or \
-               ("trainable" in rule and spec.trainable != rule["trainable"]) or \
-               ("models" in rule and model not in rule["models"]):
-                continue
-            chosen.append(model)
-        return chosen
-
-    def spec(self, model: str) -> models.ModelSpec:
-        """The model's spec, with ``extract.image_size`` applied (tests run paper models tiny)."""
-        spec = models.get_spec(model)
-        size = self.params.extract.image_size
-        return spec if size is None else dataclasses.replace(spec, input_size=size)
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device(self.params.extract.device)
-
-    def backbone(self, model: str) -> models.Backbone:
-        """The loaded model, kept until :meth:`release_backbones` (a stage uses each model
-        many times)."""
-        if model not in self._backbones:
-            spec = self.spec(model)
-            backbone = spec.factory(spec, mirror=self.mirror, device=self.params.extract.device)
-            backbone.spec = spec
-            if hasattr(backbone, "precision"):
-                backbone.precision = self.params.extract.precision
-            self._backbones[model] = backbone
-        return self._backbones[model]
-
-    def release_backbones(self) -> None:
-        self._backbones.clear()
-
-    def extraction_threads(self):
-        """Extraction runs on ``extract.threads`` CPU threads: a float32 convolution's last
-        bits depend on how its work is split, so a fixed count keeps features the same on
-        every machine."""
-        from .groundtruth.finetune import _threads
-
-        return _threads(self.params.extract.threads)
-
-    # ------------------------------------------------------------------ data
-    @property
-    def datasets(self) -> list[str]:
-        return list(self.params.datasets)
-
-    def source(self, dataset: str) -> data.ImageSource:
-        if dataset not in self._sources:
-            options = self.params.datasets.get(dataset)
-            kind = (options.type if options and options.type else dataset)
-            kwargs = {"mirror": self.mirror, **(options.options if options else {})}
-            root = options.root if options else self.params.reference.roots.get(dataset)
-            if root:
-                kwargs["root"] = str(Path(self.params.root) / root)
-            self._sources[dataset] = data.create(kind, **kwargs)
-        return self._sources[dataset]
-
-    def split(self, dataset: str) -> data.Split:
-        if dataset not in self._splits:
-            options = self.params.datasets[dataset]
-            self._splits[dataset] = data.split(
-                self.source(dataset), seed=self.params.seed, test_fraction=options.test_fraction,
-                train_per_class=options.train_per_class, test_per_class=options.test_per_class)
-        return self._splits[dataset]
-
-    def reference_indices(self, dataset: str) -> np.ndarray:
-        """A seeded sample of ``reference.per_dataset`` images of ``dataset`` (any split)."""
-        source = self.source(dataset)
-        rng = np.random.default_rng([self.params.seed, int(records.content_key(dataset)[:8], 16)])
-        size = min(self.params.reference.per_dataset, len(source))
-        return np.sort(rng.choice(len(source), size=size, replace=False))
-
-    def indices(self, dataset: str, part: str) -> np.ndarray:
-        """Image indices of ``dataset``'s ``part``: train, test or reference."""
-        if part == "reference":
-            return self.reference_indices(dataset)
-        return self.split(dataset)[part]
-
-    def source_dataset(self, model: str) -> str | None:
-        """The model's pretraining dataset when the study can read it (else None, warned once)."""
-        source = models.get_spec(model).source
-        if source not in data.available():
-            return None
-        if source not in self._sources:
-            try:
-                self.source(source)
-            except (FileNotFoundError, OSError) as error:
-                if source not in self._unavailable:
-                    message = (f"PED reference: the source data {source!r} is not available ({error}); "
-                               "using the other targets pooled instead")
-                    if self.params.reference.require_source:
-                        warnings.warn(message + ", which is not the paper's setting", UserWarning,
-                                      stacklevel=2)
-                    else:
-                        log.info(message)
-                    self._unavailable.add(source)
-                return None
-        return source
-
-    # ------------------------------------------------------------------ worker processes
-    def workers(self) -> WorkerPool:
-        """The study's worker processes (``processes``), started on first use and kept for
-        the next stages; each holds a copy of this study."""
-        if self._pool is None:
-            self._pool = WorkerPool(self.params.processes, _init_worker,
-                                    (self.params, self.mirror, self.params_path))
-        return self._pool
-
-    def map(self, function: Callable, jobs: Sequence[tuple], *, desc: str = "", unit: str = "jobs",
-            with_study: bool = True, after: Sequence[Sequence[int]] | None = None,
-            work: Sequence[float] | None = None) -> list:
-        """``[function(study, *job) for job in jobs]`` in the worker processes, where
-        ``study`` is the worker's copy of this study (``with_study=False``:
-        ``function(*job)``); ``function`` must be a module-level function; ``after``: the
-        jobs each waits for, ``work`` each one's size for the ETA (:meth:`pedlib.parallel.WorkerPool.map`)."""
-        if with_study:
-            jobs = [(function, *job) for job in jobs]
-            function = _call_worker
-        return self.workers().map(function, jobs, desc=desc, unit=unit, show=self.progress, after=after,
-                                  work=work)
-
-    def close(self):
-        """Stop the worker processes (also done at exit)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """The key of every result the stages would write (:func:`pedlib.pipeline.keys`)."""
+        return pipeline.keys(self)

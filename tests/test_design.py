@@ -6,83 +6,55 @@ from pathlib import Path
 
 import pytest
 
+from pedlib.codegraph import closure, find_cycles, import_graph
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "pedlib"
 
 
-def _module_name(path: Path, package: Path) -> str:
-    parts = list(path.with_suffix("").relative_to(package.parent).parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports, at module level or inside functions
-    (a lazy import is still a dependency); ``if TYPE_CHECKING:`` blocks are left out. The
-    package's own ``__init__`` (a facade of lazy names) is not a node."""
-    modules = {_module_name(p, package): p for p in package.rglob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        tree = ast.parse(path.read_text())
-        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        typing_only = {id(n) for node in ast.walk(tree)
-                       if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                       for n in ast.walk(node)}
-        deps = set()
-        for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
-            if isinstance(node, ast.ImportFrom):
-                base = here.split(".")[:len(here.split(".")) - node.level + 1] if node.level else []
-                target = ".".join(base + ([node.module] if node.module else []))
-                for alias in node.names:  # `from . import x` imports the module x; `from .x import f`, x
-                    deps.update([f"{target}.{alias.name}"] if f"{target}.{alias.name}" in modules
-                                else [target] if target in modules else [])
-            elif isinstance(node, ast.Import):
-                deps.update(alias.name for alias in node.names if alias.name in modules)
-        deps.discard(name)
-        deps.discard(package.name)
-        graph[name] = deps
-    graph.pop(package.name, None)
-    return graph
-
-
-def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    cycles, state = [], {}
-
-    def visit(node, stack):
-        state[node] = "open"
-        stack.append(node)
-        for dep in sorted(graph.get(node, ())):
-            if state.get(dep) == "open":
-                cycles.append(stack[stack.index(dep):] + [dep])
-            elif dep not in state:
-                visit(dep, stack)
-        stack.pop()
-        state[node] = "done"
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [])
-    return cycles
-
-
-def test_the_cycle_finder_finds_a_cycle_and_the_graph_sees_lazy_imports(tmp_path):
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("from . import b\n")
-    (package / "b.py").write_text("def f():\n    from .c import g\n")
-    (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import a\n"
-                                  "def g():\n    from pkg import a\n")
-    graph = import_graph(package)
-    assert graph == {"pkg.a": {"pkg.b"}, "pkg.b": {"pkg.c"}, "pkg.c": {"pkg.a"}}
-    assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
-
-
-def test_pedlib_has_no_import_cycle():
-    graph = import_graph()
-    assert "pedlib.study" in graph and "pedlib.stages.score" in graph["pedlib.study"]
+def test_pedlib_has_no_import_cycle_even_through_type_checking_imports():
+    graph = import_graph()  # imports under TYPE_CHECKING included
+    assert "pedlib.stages.score" in graph["pedlib.pipeline"] and "pedlib.context" in graph["pedlib.stages.score"]
     assert find_cycles(graph) == []
+
+
+def test_the_context_imports_no_stage_and_the_stages_no_study_or_runner():
+    graph = import_graph()
+    reach = {module: set(closure(graph, module)) for module in graph}
+    assert not any(m.startswith("pedlib.stages") or m in ("pedlib.pipeline", "pedlib.study")
+                   for m in reach["pedlib.context"])
+    for stage in (m for m in graph if m.startswith("pedlib.stages.")):
+        assert not {"pedlib.study", "pedlib.pipeline"} & reach[stage], stage
+    assert "pedlib.study" not in graph["pedlib.cluster"]
+    assert "pedlib.cluster" not in graph["pedlib.params"]
+
+
+def test_no_module_imports_another_modules_private_name():
+    """What modules share is public where it belongs: ``from .x import _name`` (or ``x._name``)
+    across modules is refused."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                   for alias in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("pedlib")):
+                found += [f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")
+                          and alias.name != "_require" and f"{node.module}" != "__future__"]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id in modules and node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert found == []
+
+
+def test_no_function_is_longer_than_100_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 100:
+                long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []
 
 
 def test_no_class_is_longer_than_300_lines():
@@ -94,13 +66,12 @@ def test_no_class_is_longer_than_300_lines():
     assert long == []
 
 
-def test_each_stage_is_a_module_that_does_not_import_the_study():
-    stages = {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__"}
-    assert {"ports", "extract", "groundtruth", "finetune", "score", "evaluate", "figures"} <= stages
-    graph = import_graph()
-    assert not any("pedlib.study" in graph[f"pedlib.stages.{stage}"] for stage in stages)
-    assert "pedlib.study" not in graph["pedlib.cluster"]
-    assert "pedlib.cluster" not in graph["pedlib.params"]
+def test_each_stage_is_a_module_that_declares_itself():
+    from pedlib.pipeline import STAGES
+
+    helpers = {"__init__", "declaration", "feature_store", "variants"}
+    modules = {p.stem for p in (PACKAGE / "stages").glob("*.py")} - helpers
+    assert {stage.module for stage in STAGES.values()} == {f"pedlib.stages.{m}" for m in modules}
 
 
 @pytest.mark.parametrize("notebook", sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")))
@@ -118,3 +89,11 @@ def test_each_notebook_is_in_sync_with_its_jupytext_pair(notebook):
     assert sum("parameters" in c.metadata.get("tags", []) for c in ipynb.cells) == 1
     assert all(not c.get("outputs") and c.get("execution_count") is None
                for c in ipynb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+
+
+def test_design_md_draws_the_graph_the_stages_declare():
+    from pedlib.pipeline import graph_lines
+
+    text = (ROOT / "docs" / "design.md").read_text()
+    drawn = text.split("```mermaid\n", 1)[1].split("```", 1)[0].rstrip("\n").splitlines()
+    assert drawn == graph_lines(), "docs/design.md: paste the output of pedlib.pipeline.graph_lines()"

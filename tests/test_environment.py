@@ -149,5 +149,5 @@ def test_the_core_installs_alone_and_scores_logme_with_and_without_ped(tmp_path)
     cli = subprocess.run([str(venv / "bin" / "python"), "-m", "pedlib", "rank", "x", "--models", "m"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert cli.returncode == 2 and cli.stderr.strip().splitlines() == [
-        "pedlib rank: pedlib.select (pedlib rank) needs pedlib's 'torch' extra (torch, torchvision, timm, PIL, "
+        "pedlib rank: pedlib.rank (pedlib rank) needs pedlib's 'torch' extra (torch, torchvision, timm, PIL, "
         "tqdm, yaml, pooch, pandas, matplotlib, filelock not installed): pip install 'pedlib[torch]'"]

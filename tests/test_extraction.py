@@ -12,7 +12,7 @@ from pedlib.data import jpeg
 from pedlib.data.images import decode
 from pedlib.data.jpeg import decode_files, iter_decoded
 from pedlib.features import cached_features
-from pedlib.stages import extract as extract_stage
+from pedlib.stages import extract as extract_stage, feature_store
 from pedlib.study import Study
 
 from conftest import ROOT, needs_assets
@@ -84,45 +84,14 @@ def test_same_sized_images_are_resized_together_with_the_bytes_of_one_at_a_time(
             assert got.shape == (channels, 32, 32) and torch.equal(got, one)
 
 
-def test_decoding_ahead_yields_the_batches_of_decoding_in_turn(photo_folder):
+def test_iter_decoded_yields_each_batch_decoded_in_order(photo_folder):
     batches = [np.array(b) for b in ([0, 1, 2, 3, 4], [5, 6, 7, 8], [9], [10, 11])]
-    in_turn = list(iter_decoded(photo_folder, batches, device="cpu", ahead=0))
-    for ahead in (1, 2, 8):
-        decoded = list(iter_decoded(photo_folder, batches, device="cpu", ahead=ahead))
-        assert len(decoded) == len(batches)
-        for got, expected in zip(decoded, in_turn):
-            assert torch.equal(got, expected)
-    assert [len(b) for b in in_turn] == [5, 4, 1, 2]
-    with pytest.raises(ValueError, match="ahead must be >= 0"):
-        next(iter_decoded(photo_folder, batches, device="cpu", ahead=-1))
-
-
-def test_decoding_ahead_stops_when_the_consumer_stops_and_passes_errors_on(photo_folder, monkeypatch):
-    decoded = []
-    real = jpeg.decode_files
-
-    def counted(paths, *args, **kwargs):
-        decoded.append(len(paths))
-        return real(paths, *args, **kwargs)
-
-    monkeypatch.setattr(jpeg, "decode_files", counted)
-    batches = [np.array([i]) for i in range(12)]
-    stream = iter_decoded(photo_folder, batches, device="cpu", ahead=2)
-    next(stream)
-    stream.close()  # as a KeyboardInterrupt in the consumer does
-    assert len(decoded) <= 4  # the one consumed, at most two ahead, one being submitted
-
-    def broken(paths, *args, **kwargs):
-        if len(decoded) == 2:
-            raise OSError("unreadable image")
-        return counted(paths, *args, **kwargs)
-
-    decoded.clear()
-    monkeypatch.setattr(jpeg, "decode_files", broken)
-    stream = iter_decoded(photo_folder, batches, device="cpu", ahead=2)
-    assert len(list(zip(range(2), stream))) == 2  # the batches before the bad one arrive
-    with pytest.raises(OSError, match="unreadable image"):
-        next(stream)
+    decoded = list(iter_decoded(photo_folder, batches, device="cpu"))
+    assert [len(b) for b in decoded] == [5, 4, 1, 2]
+    for got, batch in zip(decoded, batches):
+        expected, _ = jpeg.decode_files([photo_folder.files[i] for i in batch], photo_folder.loader.size,
+                                        photo_folder.channels, device="cpu")
+        assert torch.equal(got, expected)
 
 
 @needs_assets
@@ -227,11 +196,11 @@ def test_parallel_extraction_hands_out_the_largest_groups_first_and_keeps_each_g
     pixels = {"mobilenet_v1_0.25_128": 128 ** 2, "lenet5_clean": 28 ** 2}
 
     def images(dataset, part):  # a reference group computes only the images outside the splits
-        taken = extract_stage.in_splits(study, dataset) if part == "reference" else {}
+        taken = feature_store.in_splits(study, dataset) if part == "reference" else {}
         return len(study.indices(dataset, part)) - sum(len(positions) for positions, _ in taken.values())
 
     work = [images(d, p) * sum(pixels[m] for m in models) for d, p, models in submitted]
-    groups = {(dataset, part) for _, dataset, part in extract_stage.feature_jobs(study)}
+    groups = {(dataset, part) for _, dataset, part in feature_store.feature_jobs(study)}
     assert sorted((d, p) for d, p, _ in submitted) == sorted(groups)
     assert {p for _, p in groups} == {"train", "test", "reference"}
     splits = sum(p != "reference" for _, p, _ in submitted)
@@ -249,20 +218,20 @@ def test_parallel_extraction_hands_out_the_largest_groups_first_and_keeps_each_g
 
 @needs_assets
 def test_the_linear_probe_stage_extracts_every_feature_set_in_its_one_pass(tmp_path):
-    """Stage 01 needs only train and test features, but the study's reference samples join
-    the same queue: stage 02 then finds everything cached."""
-    from pedlib import records
-    from pedlib.stages import groundtruth
+    """The linear probe needs only train and test features, but the runner runs the whole
+    extract stage before it (the study's reference samples join the same queue): stage 02 then
+    finds everything cached."""
+    from pedlib import pipeline, records
 
     (tmp_path / "params").mkdir()
     raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
     raw["models"] = ["mlperf_resnet8", "lenet5_clean"]
     (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
     study = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
-    groundtruth.linear_probe(study)
-    jobs = extract_stage.feature_jobs(study)
+    pipeline.run(study, "linear_probe")
+    jobs = feature_store.feature_jobs(study)
     assert any(part == "reference" for _, _, part in jobs)
-    assert all(records.is_fresh(extract_stage.feature_path(study, *job), extract_stage.key(study, *job))
+    assert all(records.is_fresh(feature_store.feature_path(study, *job), feature_store.key(study, *job))
                for job in jobs)
     assert study.extract().cached.all()
 
@@ -287,14 +256,14 @@ def test_reference_samples_in_the_splits_are_taken_from_their_features_not_compu
     monkeypatch.setattr(extract_stage, "_batches", lambda s, dataset, indices:
                         decoded.append((dataset, indices.tolist())) or batches(s, dataset, indices))
     study.extract()
-    references = [(m, d) for m, d, part in extract_stage.feature_jobs(study) if part == "reference"]
+    references = [(m, d) for m, d, part in feature_store.feature_jobs(study) if part == "reference"]
     assert {d for _, d in references} == {"lfw", "digits", "mnist5k"}
     for model, dataset in references:
         reference = study.indices(dataset, "reference")
         splits = [study.indices(dataset, p) for p in ("train", "test")] if dataset in study.datasets else []
         in_splits = np.isin(reference, np.concatenate(splits)) if splits else np.zeros(len(reference), bool)
         assert (0 < in_splits.sum() < len(reference)) == (dataset != "mnist5k"), dataset  # both kinds
-        record = records.read_record(extract_stage.feature_path(study, model, dataset, "reference"))
+        record = records.read_record(feature_store.feature_path(study, model, dataset, "reference"))
         assert record.get("gathered", 0) == in_splits.sum()
         base = feature_key(study.spec(model), study.source(dataset), reference)
         assert (record["key"] == base) == (dataset == "mnist5k")
@@ -311,11 +280,11 @@ def test_reference_samples_in_the_splits_are_taken_from_their_features_not_compu
     # one decode per group: the four splits, then each reference group's images outside the splits
     assert sorted(d for d, _ in decoded[:4]) == ["digits", "digits", "lfw", "lfw"]
     assert decoded[4:] == [(d, outside(d)) for d in ("digits", "lfw", "mnist5k")]
-    keys = {m: extract_stage.key(study, m, "lfw", "reference") for m in study.models}
+    keys = {m: feature_store.key(study, m, "lfw", "reference") for m in study.models}
     raw["datasets"]["lfw"]["train_per_class"] = 20  # another split: other features to take
     (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(raw))
     changed = Study.load(tmp_path / "params" / "smoke.yaml", progress=False)
-    assert all(extract_stage.key(changed, m, "lfw", "reference") != keys[m] for m in study.models)
+    assert all(feature_store.key(changed, m, "lfw", "reference") != keys[m] for m in study.models)
 
 
 def test_extraction_batches_never_leave_fewer_than_four_images_for_the_last():

@@ -26,7 +26,10 @@ def test_features_equal_the_modules_and_do_not_depend_on_batch_or_threads(name):
     module gives the module's features bit for bit; and each image's features are the same in
     any batch of extraction (PyTorch itself computes 1x1 convolutions of smaller batches on one
     thread another way; batches of 1-3, which extraction does not make, differ for the CIFAR
-    ResNets and LeNets) and on any number of threads."""
+    ResNets and LeNets) and on any number of threads. On two threads the batch is even: on an
+    AVX-512 CPU (torch's capability "AVX512"), a LeNet's features in batches of 5, 7 or 11 on two
+    threads differ from one thread's in the last bits (measured: 4-8 of 24 rows, up to 4e-6),
+    while batches of 4, 8, 12, 16 and 24 agree; on AVX2 every batch size agreed."""
     backbone = models.create_model(name)
     size, channels = backbone.spec.input_size, backbone.spec.channels
     images = np.random.default_rng(1).integers(0, 256, size=(24, size, size, channels), dtype=np.uint8)
@@ -37,7 +40,7 @@ def test_features_equal_the_modules_and_do_not_depend_on_batch_or_threads(name):
         np.testing.assert_array_equal(backbone.extract(images, batch_size=5), whole)
         np.testing.assert_array_equal(backbone.extract(images, batch_size=11), whole)  # 11 + 13, not 11 + 11 + 2
         torch.set_num_threads(2)
-        np.testing.assert_array_equal(backbone.extract(images, batch_size=7), whole)
+        np.testing.assert_array_equal(backbone.extract(images, batch_size=8), whole)
         torch.set_num_threads(1)
         x = backbone.preprocess(images).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():

@@ -135,7 +135,7 @@ def test_ped_wraps_a_user_registered_metric(blobs):
         assert pedlib.score(x, y, "test_mean_spread", ped={"nsigma": 2.0}) == pytest.approx(moved.std())
         assert "test_mean_spread" in pedlib.metrics.available()
     finally:
-        _registry._REGISTRY.pop("test_mean_spread")
+        _registry._REGISTRY.remove("test_mean_spread")
 
 
 def test_ped_refuses_probability_metrics(blobs):

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from pedlib import evaluate, metrics, records
-from pedlib.stages import extract as extract_stage, score as score_stage
+from pedlib import correlations, metrics, records
+from pedlib.stages import feature_store, score as score_stage
 from pedlib.stages.score import cell_key as score_cell_key
 from pedlib.study import Study
 
@@ -76,9 +76,9 @@ def test_scores_are_what_the_metrics_give_on_the_cached_features(smoke):
     assert row.score.iloc[0] == metrics.get("logme")(train["features"].astype(np.float64), train["labels"])
     from pedlib import ped
     reference = smoke.features("cifar_resnet20", "digits", "reference")  # not used: source is cifar10
-    assert score_stage.reference(smoke, "cifar_resnet20", "digits", "source").shape[0] == p.reference.per_dataset
+    assert feature_store.reference(smoke, "cifar_resnet20", "digits", "source").shape[0] == p.reference.per_dataset
     moved = ped.score(train["features"], train["labels"], "gbc",
-                      score_stage.reference(smoke, "cifar_resnet20", "digits", "source"))
+                      feature_store.reference(smoke, "cifar_resnet20", "digits", "source"))
     row = scores[(scores.model == "cifar_resnet20") & (scores.dataset == "digits") & (scores.method == "gbc+ped")]
     assert row.score.iloc[0] == pytest.approx(moved, rel=1e-12)
     assert reference["features"].shape[1] == train["features"].shape[1]
@@ -90,7 +90,7 @@ def test_evaluation_is_weighted_tau_of_scores_against_accuracies(smoke):
     evaluation = pd.read_csv(smoke.output / "evaluation.csv")
     s = scores[(scores.dataset == "digits") & (scores.method == "logme")].set_index("model").score
     a = probe[probe.dataset == "digits"].set_index("model").accuracy
-    expected = evaluate.weighted_tau(s.to_dict(), a.to_dict())
+    expected = correlations.weighted_tau(s.to_dict(), a.to_dict())
     row = evaluation[(evaluation.groundtruth == "linear_probe") & (evaluation.dataset == "digits")
                      & (evaluation.method == "logme") & (evaluation.pool == "all")]
     assert row.weighted_tau.iloc[0] == pytest.approx(expected)
@@ -107,7 +107,7 @@ def test_results_record_params_seed_versions_and_commit(smoke):
     record = records.read_record(smoke.output / "scores.csv")
     assert record["params"]["study"] == "smoke" and record["seed"] == 0
     assert record["versions"]["torch"] and "commit" in record["git"]
-    feature_record = records.read_record(extract_stage.feature_path(smoke, "lenet5_clean", "lfw", "train"))
+    feature_record = records.read_record(feature_store.feature_path(smoke, "lenet5_clean", "lfw", "train"))
     assert feature_record["inputs"]["weights"] == "models/mnist_lenet5_clean.pt"
 
 
@@ -127,7 +127,7 @@ def test_rerun_computes_nothing_and_an_interrupted_stage_resumes(smoke, monkeypa
     # the same code in worker processes otherwise.)
     smoke = Study(dataclasses.replace(smoke.params, processes=1), params_path=smoke.params_path, progress=False)
     victims = cells[:2]
-    for cell in victims:
+    for cell in victims:  # (the table of all cells stays fresh: the stage checks its cells too)
         records.record_path(cell).unlink()
     calls = []
     original = score_stage.score_cell
@@ -155,7 +155,7 @@ def test_a_truncated_cache_file_is_named_recomputed_and_gives_the_same_results(s
     """A cached feature file and a cached score cell cut to half their bytes (as a full disk or
     an interrupted copy leaves them): the rerun names each in one warning, recomputes them, and
     gives the same numbers; a direct read of a broken file names it too."""
-    feature = extract_stage.feature_path(smoke, "cifar_resnet20", "digits", "train")
+    feature = feature_store.feature_path(smoke, "cifar_resnet20", "digits", "train")
     cell = smoke.output / "scores" / "lenet5_clean" / "lfw.csv"
     features_before = records.load_npz(feature)
     scores_before = pd.read_csv(smoke.output / "scores.csv").drop(columns="seconds")
@@ -221,7 +221,7 @@ def test_report_is_one_html_file_that_opens_offline(smoke):
 
 RERUN = """
 import sys
-from pedlib.stages import extract as extract_stage, score as score_stage
+from pedlib.stages import extract as extract_stage, feature_store, score as score_stage
 from pedlib.stages.score import cell_key as score_cell_key
 from pedlib.study import Study
 study = Study.load(sys.argv[1], progress=False)

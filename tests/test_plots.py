@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from pedlib import evaluate, plots, plotstyle
+from pedlib import correlations, plots, plotstyle
 from pedlib.params import ParamsError, parse_params
 
 
@@ -22,7 +22,7 @@ def test_ped_effect_is_the_difference_of_the_two_weighted_taus_per_target_and_on
     without = {"a": 1.0, "b": 3.0, "c": 2.0, "d": 5.0, "e": 4.0}
     with_ped = {"a": 5.0, "b": 4.0, "c": 3.0, "d": 1.0, "e": 2.0}
     other = {"a": 2.0, "b": 1.0, "c": 3.0, "d": 4.0, "e": 5.0}
-    result = evaluate.ped_effect({"one": (without, with_ped, accuracy), "two": (other, other, accuracy)},
+    result = correlations.ped_effect({"one": (without, with_ped, accuracy), "two": (other, other, accuracy)},
                                  n_boot=200, seed=3)
     names = sorted(accuracy)
     expected = (_weighted_tau([with_ped[m] for m in names], [accuracy[m] for m in names])
@@ -43,7 +43,7 @@ def test_ped_effect_interval_is_the_percentile_of_paired_resampled_differences()
     without = dict(zip(names, rng.random(8)))
     with_ped = {m: v + 0.3 * rng.standard_normal() for m, v in without.items()}
     n_boot = 60
-    _, low, high, _ = evaluate.ped_effect({"t": (without, with_ped, accuracy)}, n_boot=n_boot, seed=5)["per_target"]["t"]
+    _, low, high, _ = correlations.ped_effect({"t": (without, with_ped, accuracy)}, n_boot=n_boot, seed=5)["per_target"]["t"]
     draws = np.random.default_rng(5).integers(0, len(names), size=(n_boot, len(names)))
     differences = []
     for draw in draws:
@@ -61,7 +61,7 @@ def test_ped_effect_leaves_a_target_whose_scores_all_tie_out_of_the_mean():
     accuracy = {"a": 0.9, "b": 0.8, "c": 0.7}
     tied = {"a": 1.0, "b": 1.0, "c": 1.0}
     ranked = {"a": 3.0, "b": 2.0, "c": 1.0}
-    result = evaluate.ped_effect({"tied": (tied, tied, accuracy), "ok": ({"a": 1.0, "b": 2.0, "c": 3.0}, ranked,
+    result = correlations.ped_effect({"tied": (tied, tied, accuracy), "ok": ({"a": 1.0, "b": 2.0, "c": 3.0}, ranked,
                                                                           accuracy)}, n_boot=50)
     assert np.isnan(result["per_target"]["tied"][0])
     assert result["mean"][0] == pytest.approx(result["per_target"]["ok"][0]) and result["mean"][3] == 1

@@ -47,7 +47,7 @@ def folder(tmp_path):
 def test_rank_on_a_generated_folder_writes_a_correct_ranking(folder, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match="single"):
-        from pedlib.select import rank_models
+        from pedlib.rank import rank_models
         result = rank_models(folder, FAST, out=out, progress=False)
     assert main(["rank", str(folder), "--models", *FAST, "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr()
@@ -93,7 +93,7 @@ def test_rank_recomputes_a_truncated_feature_file_and_names_it(folder, tmp_path,
     out = tmp_path / "out"
     assert main(["rank", str(folder), "--models", FAST[0], "--out", str(out), "--quiet"]) == 0
     first = pd.read_csv(out / "ranking.csv")
-    (cached,) = (out / "features").rglob("target.npz")
+    (cached,) = (out / "cache" / "features").rglob("target-train.npz")
     whole = cached.read_bytes()
     cached.write_bytes(whole[: len(whole) // 2])
     capsys.readouterr()
@@ -117,20 +117,20 @@ def test_two_ranks_on_one_output_at_once_take_turns_and_agree(folder, tmp_path):
     single = tmp_path / "single"
     assert main(["rank", str(folder), "--models", *FAST[:2], "--out", str(single), "--quiet"]) == 0
     shared = tmp_path / "shared"
-    (shared / "features").mkdir(parents=True)
+    (shared / "cache").mkdir(parents=True)
     command = [sys.executable, "-m", "pedlib", "rank", str(folder), "--models", *FAST[:2], "--out", str(shared),
                "--quiet"]
     logs = [tmp_path / f"run{i}.err" for i in range(2)]
-    with FileLock(shared / "features" / ".lock"):
+    with FileLock(shared / "cache" / ".lock"):
         runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w")) for log in logs]
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not all("another pedlib rank uses" in log.read_text() for log in logs):
+        while time.monotonic() < deadline and not all("another run of the rank study" in log.read_text() for log in logs):
             time.sleep(0.2)
     assert [run.wait(timeout=600) for run in runs] == [0, 0], [log.read_text()[-2000:] for log in logs]
     for log in logs:
         assert [line for line in log.read_text().splitlines() if "waiting" in line] == [
-            f"pedlib: warning: another pedlib rank uses {shared / 'features'}; waiting for it to finish "
-            "(its features are then reused)"]
+            f"pedlib: warning: another run of the rank study holds {(shared / 'cache' / '.lock').resolve()}; "
+            "waiting for it to finish (its results are then reused)"]
     expected = pd.read_csv(single / "ranking.csv")[["model", "score", "score_ped"]]
     assert pd.read_csv(shared / "ranking.csv")[["model", "score", "score_ped"]].equals(expected)
     assert not [p for p in shared.rglob("*") if p.name.endswith(".tmp")]
@@ -166,7 +166,7 @@ def test_rank_bad_inputs_fail_with_a_message(tmp_path, capsys):
 
 
 def test_one_class_left_is_an_error(tmp_path):
-    from pedlib.select import rank_models
+    from pedlib.rank import rank_models
 
     for name, count in (("a", 3), ("b", 1)):
         (tmp_path / name).mkdir()
@@ -297,7 +297,7 @@ def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
     env = {**os.environ, "PEDLIB_CHECKPOINT_SECONDS": "0"}  # save after every batch
     for attempt in range(3):  # again if this process was descheduled until the run had finished
         out = tmp_path / f"out{attempt}"
-        partial = out / "features" / "cifar_resnet20" / "target.npz.partial.npz"
+        partial = out / "cache" / "features" / "cifar_resnet20" / "target-train.npz.partial.npz"
         process = subprocess.Popen([*command, "--out", str(out)], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible_and_last)
         deadline = time.monotonic() + 300
@@ -316,11 +316,37 @@ def test_rank_interrupted_with_sigint_resumes_where_it_stopped(tmp_path):
 
     resumed = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    features = out / "features" / "cifar_resnet20" / "target.npz"
-    record = json.loads(features.with_name("target.npz.record.json").read_text())
+    features = out / "cache" / "features" / "cifar_resnet20" / "target-train.npz"
+    record = json.loads(features.with_name("target-train.npz.record.json").read_text())
     assert record["resumed_from"] == done - done % 4 and not partial.exists()
     unbroken = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True, text=True,
                               timeout=600)
     assert unbroken.returncode == 0, unbroken.stderr[-2000:]
-    whole = np.load(tmp_path / "whole" / "features" / "cifar_resnet20" / "target.npz")["features"]
+    whole = np.load(tmp_path / "whole" / "cache" / "features" / "cifar_resnet20" / "target-train.npz")["features"]
     np.testing.assert_array_equal(np.load(features)["features"], whole)
+
+
+@needs_assets
+def test_rank_with_a_reference_scores_ped_with_every_reference_image(folder, tmp_path):
+    """``--reference DIR``: the one-off study's reference is every image of DIR (labels unused),
+    the same for each model; the PED column is PED with exactly those features, and ranking.json
+    says which folder it was."""
+    import pedlib
+    from pedlib.rank import rank_models
+
+    generic = tmp_path / "generic" / "any"
+    generic.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, size=(30, 30, 3), dtype=np.uint8)).save(generic / f"{i}.png")
+    with pytest.warns(UserWarning, match="single"):
+        result = rank_models(folder, FAST[:2], reference=generic.parent, out=tmp_path / "out", progress=False)
+    labels = result.source.labels[result.indices]
+    for row in result.table.itertuples():
+        reference = result.reference(row.model)
+        assert reference.shape[0] == 6
+        expected = pedlib.score(result.features(row.model).astype(np.float64), labels, "logme", ped=True,
+                                reference=reference)
+        assert row.score_ped == pytest.approx(expected, rel=1e-9)
+    run = json.loads((tmp_path / "out" / "ranking.json").read_text())["run"]
+    assert run["reference"] == str(generic.parent) and run["reference_note"] is None

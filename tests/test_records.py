@@ -56,12 +56,6 @@ def test_record_carries_provenance(tmp_path):
     assert pd.read_csv(path).x[0] == 0.1 + 0.2  # full precision
 
 
-def test_code_version_follows_the_source():
-    assert records.code_version("ped") != records.code_version("metrics")
-    with pytest.raises(ValueError, match="no pedlib module"):
-        records.code_version("nonexistent")
-
-
 KEYS = """
 import json, sys
 from pedlib.study import Study

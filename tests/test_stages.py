@@ -13,7 +13,7 @@ import yaml
 
 from pedlib import plots, progress, scoring
 from pedlib.params import ParamsError
-from pedlib.stages import groundtruth as groundtruth_stage
+from pedlib.stages import evaluate as evaluate_stage
 from pedlib.study import Study
 
 from conftest import ROOT, make_blobs, needs_assets
@@ -203,7 +203,7 @@ def test_weighted_tau_figure_draws_an_interval_that_excludes_its_estimate():
 def test_saturated_scores_tie_exactly_whatever_their_last_bits():
     """Scores the score stage flags as saturated (at the metric's maximum) are tied before
     ranking, even when rounding put them further apart than TIE_RTOL; the others keep theirs."""
-    from pedlib.evaluate import TIE_RTOL, weighted_tau
+    from pedlib.correlations import TIE_RTOL, weighted_tau
     from pedlib.stages.evaluate import _tie_saturated
 
     scores = pd.DataFrame({"model": list("abcd"), "score": [9.0 - 3e-8, 9.0 + 2e-8, 7.5, 6.0],
@@ -219,11 +219,11 @@ def test_saturated_scores_tie_exactly_whatever_their_last_bits():
     assert _tie_saturated(scores.drop(columns="saturated")).equals(scores.drop(columns="saturated"))
 
 
-def test_a_mean_and_its_interval_cover_the_same_targets(tmp_path, monkeypatch):
+def test_a_mean_and_its_interval_cover_the_same_targets(tmp_path):
     """On one target every model's score is saturated (all tied): its weighted tau is
     undefined, the mean averages the other target, and the mean's interval must be that
     target's too, not NaN because one target can never be ranked."""
-    from pedlib.evaluate import bootstrap_mean_ci
+    from pedlib.correlations import bootstrap_mean_ci
 
     raw = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
     study = Study.load(_smoke_project(tmp_path, evaluation={**raw.get("evaluation", {}), "bootstrap": 200,
@@ -232,12 +232,11 @@ def test_a_mean_and_its_interval_cover_the_same_targets(tmp_path, monkeypatch):
     accuracy = {"lfw": [0.99, 1.0, 0.97, 0.98, 0.96], "digits": [0.5, 0.9, 0.7, 0.6, 0.8]}
     truth = pd.DataFrame([dict(model=m, dataset=d, accuracy=accuracy[d][i])
                           for d in ("lfw", "digits") for i, m in enumerate(models)])
-    monkeypatch.setattr(groundtruth_stage, "accuracies", lambda study: {"finetune": truth})
     score = {"lfw": [1.0] * 5, "digits": [0.2, 0.8, 0.9, 0.1, 0.5]}
     scores = pd.DataFrame([dict(model=m, dataset=d, metric="sfda", variant="plain", method="sfda",
                                 score=score[d][i], saturated=d == "lfw")
                            for d in ("lfw", "digits") for i, m in enumerate(models)])
-    table = study.evaluate(scores).set_index("dataset")
+    table = evaluate_stage.evaluation(study, scores, {"finetune": truth}).set_index("dataset")
     assert np.isnan(table.weighted_tau["lfw"])
     assert table.weighted_tau["mean"] == table.weighted_tau["digits"]
     digits = {"digits": (dict(zip(models, score["digits"])), dict(zip(models, accuracy["digits"])))}

@@ -139,7 +139,8 @@ class _Tiny(nn.Module):
 
 
 def _backbone():
-    spec = ModelSpec("tiny", "", "torch", 8, 3, "imagenet mean/std", "none", "tiny", True)
+    spec = ModelSpec(name="tiny", asset="", runtime="torch", input_size=8, channels=3, normalisation="imagenet mean/std",
+                     source="none", family="tiny", trainable=True)
     return TorchBackbone(spec, _Tiny())
 
 

@@ -12,10 +12,10 @@ from .._extras import require as _require
 
 _require("torch", "pedlib.data")
 
-from ._source import ImageSource, Split, available, create, register, split
+from ._source import ImageSource, Split, available, cap_per_class, create, register, split
 
 from . import pocket  # noqa: E402,F401  (registers the pocket targets)
 from . import folders  # noqa: E402,F401  (registers imagefolder and csv)
 from . import paper  # noqa: E402,F401  (registers the paper studies' datasets)
 
-__all__ = ["ImageSource", "Split", "available", "create", "register", "split"]
+__all__ = ["ImageSource", "Split", "available", "cap_per_class", "create", "register", "split"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from .._registry import Registry
 
-__all__ = ["ImageSource", "Split", "register", "create", "available", "split"]
+__all__ = ["ImageSource", "Split", "register", "create", "available", "split", "cap_per_class"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Split:
 
     train: np.ndarray
     test: np.ndarray
+    dropped: tuple[str, ...] = ()  # classes left out (one image, and no test split to need it)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in ("train", "test"):
@@ -120,7 +122,7 @@ def available() -> list[str]:
     return _DATASETS.names()
 
 
-def _cap_per_class(indices: np.ndarray, labels: np.ndarray, cap: int | None,
+def cap_per_class(indices: np.ndarray, labels: np.ndarray, cap: int | None,
                    rng: np.random.Generator) -> np.ndarray:
     """Keep at most ``cap`` randomly chosen indices of each class (all when ``cap`` is None)."""
     if cap is None:
@@ -139,7 +141,9 @@ def split(source: ImageSource, *, seed: int, test_fraction: float = 0.5,
     """Seeded stratified train/test split, then at most ``*_per_class`` images per class.
 
     A dataset with a predefined split keeps it (``test_fraction`` is then unused); its
-    validation images are part of train.
+    validation images are part of train. ``test_fraction=0``: no test split, every image is in
+    train (a target that is only scored, as ``pedlib rank``'s); a class with a single image has
+    no spread to measure and is left out, with a warning (``Split.dropped``).
 
     Raises
     ------
@@ -154,6 +158,8 @@ def split(source: ImageSource, *, seed: int, test_fraction: float = 0.5,
             raise ValueError(f"{name} must be a positive integer or None, got {cap!r}")
     rng = np.random.default_rng(seed)
     labels = source.labels
+    if source.predefined is None and test_fraction == 0:
+        return _scored_only(source, train_per_class, rng)
     if source.predefined is not None:
         train = np.flatnonzero(np.isin(source.predefined, ("train", "val")))
         test = np.flatnonzero(source.predefined == "test")
@@ -167,8 +173,8 @@ def split(source: ImageSource, *, seed: int, test_fraction: float = 0.5,
                              "a stratified split needs at least 2 per class")
         train, test = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                                        stratify=labels, random_state=seed)
-    train = _cap_per_class(train, labels, train_per_class, rng)
-    test = _cap_per_class(test, labels, test_per_class, rng)
+    train = cap_per_class(train, labels, train_per_class, rng)
+    test = cap_per_class(test, labels, test_per_class, rng)
     n_classes = len(source.classes)
     for part, indices, minimum in (("train", train, 2), ("test", test, 1)):
         counts = np.bincount(labels[indices], minlength=n_classes)
@@ -178,3 +184,18 @@ def split(source: ImageSource, *, seed: int, test_fraction: float = 0.5,
                              f"than {minimum} {part} image(s); use more images per class or "
                              "drop those classes")
     return Split(train=train, test=test)
+
+
+def _scored_only(source: ImageSource, cap: int | None, rng: np.random.Generator) -> Split:
+    """Every image in train (at most ``cap`` per class) but those of one-image classes."""
+    counts = np.bincount(source.labels, minlength=len(source.classes))
+    dropped = tuple(source.classes[c] for c in np.flatnonzero(counts < 2))
+    if dropped:
+        warnings.warn(f"dropping {len(dropped)} class(es) with a single image: {list(dropped[:10])}",
+                      UserWarning, stacklevel=3)
+    if int((counts >= 2).sum()) < 2:
+        raise ValueError(f"{source.name}: scoring needs at least 2 classes with 2 or more images "
+                         f"each; found {int((counts >= 2).sum())}")
+    keep = np.flatnonzero(counts[source.labels] >= 2)
+    return Split(train=cap_per_class(keep, source.labels, cap, rng), test=np.zeros(0, dtype=np.int64),
+                 dropped=dropped)

@@ -15,10 +15,6 @@ this module is the one place that would change (``torchcodec.decoders.decode_jpe
 from __future__ import annotations
 
 import warnings
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
-from itertools import islice
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -119,55 +115,17 @@ def decode_files(paths: Sequence[str], size: int, channels: int = 3, *,
 
 
 def iter_decoded(source: ImageSource, batches: Sequence[np.ndarray], *,
-                 device: str | torch.device = "cuda", workers: int = 0, ahead: int = 2) -> Iterator[torch.Tensor]:
+                 device: str | torch.device = "cuda") -> Iterator[torch.Tensor]:
     """Yield each batch of ``source`` decoded by :func:`decode_files` on ``device``, in order.
 
-    A background thread decodes up to ``ahead`` batches ahead of the consumer, on a CUDA stream
-    of its own, so that decoding can overlap the model's work on the current stream; a batch
-    is yielded once the consumer's stream has been told to wait for it. ``ahead=0`` decodes in
-    the caller's thread, one batch at a time. The bytes are the same either way. Measured on an
-    H200 (docs/speed.md), the thread did not speed up extraction: nvJPEG's copies of the file
-    bytes wait for the GPU. ``workers`` is accepted for symmetry with
-    :func:`pedlib.data.loader.iter_batches` and unused: the device does the work.
+    Batches are decoded in the caller's thread, one at a time: decoding ahead on a thread of its
+    own, on a CUDA stream of its own, measured no faster on an H200 (docs/speed.md: nvJPEG's
+    copies of the file bytes wait for the GPU), so it is not done.
     """
     files = source.files
     if files is None:
         raise ValueError(f"{source.name}: its images are not files; use pedlib.data.loader.iter_batches")
-    if ahead < 0:
-        raise ValueError(f"ahead must be >= 0, got {ahead}")
     size, channels = source.loader.size, source.channels
     device = torch.device(device)
-    if ahead == 0:
-        for batch in batches:
-            yield decode_files([files[i] for i in batch], size, channels, device=device)[0]
-        return
-    cuda = device.type == "cuda"
-    side = torch.cuda.Stream(device) if cuda else None
-
-    def decoded(batch):
-        # the current stream is per thread: this one's kernels go to ``side``
-        with torch.cuda.stream(side) if cuda else nullcontext():
-            images, _ = decode_files([files[i] for i in batch], size, channels, device=device)
-        if not cuda:
-            return images, None
-        ready = torch.cuda.Event()
-        ready.record(side)
-        return images, ready
-
-    pending = iter(batches)
-    with ThreadPoolExecutor(1, thread_name_prefix="pedlib-decode") as thread:
-        queue = deque(thread.submit(decoded, batch) for batch in islice(pending, ahead))
-        try:
-            while queue:
-                images, ready = queue.popleft().result()
-                following = next(pending, None)
-                if following is not None:
-                    queue.append(thread.submit(decoded, following))
-                if cuda:
-                    consumer = torch.cuda.current_stream(device)
-                    consumer.wait_event(ready)
-                    images.record_stream(consumer)  # freed memory is not reused before the consumer is done
-                yield images
-        finally:  # the consumer stopped early: decode nothing more
-            for future in queue:
-                future.cancel()
+    for batch in batches:
+        yield decode_files([files[i] for i in batch], size, channels, device=device)[0]

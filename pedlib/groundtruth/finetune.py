@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..parallel import torch_threads
 
 __all__ = ["FinetuneConfig", "finetune_run", "finetune_cell"]
 
@@ -58,16 +59,6 @@ class FinetuneConfig:
         return asdict(self)
 
 
-@contextmanager
-def _threads(n: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
@@ -86,7 +77,7 @@ def finetune_run(backbone: nn.Module, n_classes: int, train_x: torch.Tensor, tra
                  seed: int = 0, threads: int = 2) -> float:
     """Fine-tune a copy of ``backbone`` (a module with ``features``, ``head``, ``feature_dim``)
     with a new head; return its accuracy on ``eval_x``. ``backbone`` is not modified."""
-    with _threads(threads):
+    with torch_threads(threads):
         generator = torch.Generator().manual_seed(seed)
         module = copy.deepcopy(backbone)
         head = nn.Linear(module.feature_dim, n_classes)

@@ -47,8 +47,9 @@ from .. import records
 from ..safe_files import load_checkpoint
 from ..data import ImageSource
 from ..data.loader import chunk, decoded_batches
+from ..parallel import torch_threads
 from .accuracy import evaluate
-from .finetune import FinetuneConfig, _threads
+from .finetune import FinetuneConfig
 
 __all__ = ["SweepConfig", "validation_split", "batch_schedule", "augment_batch", "train", "predict",
            "score", "remove_checkpoint", "CHECK_EVERY"]
@@ -197,7 +198,7 @@ def train(backbone, source: ImageSource, fit: np.ndarray, *, learning_rate: floa
         raise ValueError(f"{source.name}: no training images to fine-tune on")
     device = torch.device(config.device)
     n_classes = len(source.classes)
-    with _threads(config.threads):
+    with torch_threads(config.threads):
         generator = torch.Generator().manual_seed(seed)
         module = copy.deepcopy(backbone.module).to(device)
         head = nn.Linear(module.feature_dim, n_classes)
@@ -265,7 +266,7 @@ def predict(module: nn.Module, backbone, source: ImageSource, indices: np.ndarra
     multi-label dataset."""
     device = torch.device(config.device)
     outputs = []
-    with _threads(config.threads):
+    with torch_threads(config.threads):
         module.eval()
         for images in _batches(source, chunk(indices, config.batch_size * 2), config, device):
             x = backbone.preprocess(images, device)

@@ -4,7 +4,7 @@ Every metric is a pure function ``(features, labels, **options) -> float`` where
 better expected transfer. ``register`` adds one; ``get`` and ``available`` find them.
 """
 
-from ._registry import SATURATION_RTOL, MetricInfo, available, get, info, register
+from ._registry import SATURATION_RTOL, MetricInfo, available, get, info, register, two_per_class
 from .baselines import dim, knn
 from .gbc import gbc
 from .hscore import hscore, hscore_shrinkage
@@ -15,7 +15,7 @@ from .parc import parc
 from .sfda import sfda
 from .transrate import transrate
 
-__all__ = ["RECOMMENDED", "MetricInfo", "SATURATION_RTOL", "available", "get", "info", "register", "dim", "gbc",
+__all__ = ["RECOMMENDED", "MetricInfo", "SATURATION_RTOL", "available", "get", "info", "register", "two_per_class", "dim", "gbc",
            "hscore", "hscore_shrinkage", "knn", "leep", "nce", "logme", "logme_reference", "nleep",
            "parc", "sfda", "transrate"]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable, Literal
+
+from .._registry import Registry
 
 __all__ = ["MetricInfo", "register", "get", "info", "available", "SATURATION_RTOL", "two_per_class"]
 
@@ -61,7 +62,7 @@ class MetricInfo:
         return bool(abs(score - top) <= SATURATION_RTOL * max(abs(top), 1.0))
 
 
-_REGISTRY: dict[str, MetricInfo] = {}
+_REGISTRY: Registry[MetricInfo] = Registry("metric", fold_case=True)
 
 def two_per_class(n_samples: int, class_counts, n_features: int, **options) -> str | None:
     """``requires`` of metrics that estimate a spread per class (GBC; PED itself)."""
@@ -98,25 +99,19 @@ def register(name: str | None = None, *, input: InputKind = "features",
         raise ValueError(f"kind must be 'metric' or 'baseline', got {kind!r}")
 
     def decorator(function: Callable[..., float]) -> Callable[..., float]:
-        key = (name or function.__name__).lower()
-        if key in _REGISTRY and _REGISTRY[key].function is not function:
-            raise ValueError(f"a metric named {key!r} is already registered")
-        _REGISTRY[key] = MetricInfo(key, function, input, kind, maximum, requires, from_statistics)
+        key = _REGISTRY.key(name or function.__name__)
+        if key in _REGISTRY and _REGISTRY.get(key).function is function:
+            return function  # the same function again (a module reloaded)
+        _REGISTRY.add(key, MetricInfo(key, function, input, kind, maximum, requires, from_statistics))
         return function
 
     return decorator
 
 
 def info(name: str) -> MetricInfo:
-    """Return the :class:`MetricInfo` of a registered metric; unknown names list close matches."""
-    if not isinstance(name, str):
-        raise TypeError(f"metric name must be a string, got {type(name).__name__}")
-    key = name.lower()
-    if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown metric {name!r}{hint} Available: {', '.join(available())}")
-    return _REGISTRY[key]
+    """Return the :class:`MetricInfo` of a registered metric; an unknown name raises
+    :class:`~pedlib._registry.UnknownName` (a KeyError and a ValueError) listing close matches."""
+    return _REGISTRY.get(name)
 
 
 def get(name: str) -> Callable[..., float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._stats import row_blocks
+from ..blockwise import row_blocks
 from ..validation import check_features_labels, readable
 from ._registry import register
 

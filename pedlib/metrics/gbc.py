@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.spatial.distance
 
-from .._stats import row_blocks
+from ..blockwise import row_blocks
 from ..statistics import FeatureStatistics
 from ..validation import check_features_labels
 from ._registry import register, two_per_class

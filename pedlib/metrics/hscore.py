@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from .._stats import class_means
-from ..statistics import _eigh
+from ..blockwise import class_means
+from ..statistics import eigh
 from ..validation import check_features_labels
 from ._registry import register
 
@@ -105,7 +105,7 @@ def hscore_shrinkage(features, labels) -> float:
         # on its samples), so its projection on v_k is a_c^T X X^T u_k / s_k = s_k (a_c . u_k),
         # squared n lambda_k (a_c . u_k)^2: nothing is divided by a singular value, and a
         # direction of zero variance contributes nothing.
-        values, vectors = _eigh(gram, overwrite=True)  # clipped at 0: a Gram matrix's spectrum
+        values, vectors = eigh(gram, overwrite=True)  # clipped at 0: a Gram matrix's spectrum
         variances = values / n
         shrunk = (1 - alpha) * variances + alpha * mu
         keep = shrunk > _RCOND * shrunk.max()

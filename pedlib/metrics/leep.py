@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._stats import class_sums
+from ..blockwise import class_sums
 from ..validation import check_probabilities_labels
 from ._registry import register
 

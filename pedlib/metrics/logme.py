@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._stats import class_sums, row_blocks
+from ..blockwise import class_sums, row_blocks
 from ..statistics import FeatureStatistics, Translation
 from ..validation import check_features_labels
 from ._registry import register

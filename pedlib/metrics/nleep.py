@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._stats import class_sums
+from ..blockwise import class_sums
 from ..validation import check_features_labels, readable
 from ._pca import principal_components
 from ._registry import register

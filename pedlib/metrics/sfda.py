@@ -8,7 +8,7 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
-from .._stats import BlockBuffer, class_sums, gather, row_blocks, within_class_gram
+from ..blockwise import BlockBuffer, class_sums, gather, row_blocks, within_class_gram
 from ..validation import check_features_labels
 from ._registry import register
 

@@ -13,7 +13,7 @@ __all__ = ["ModelSpec", "Backbone", "register_model", "create_model", "list_mode
            "weights_id", "extraction_batches", "MIN_BATCH"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """What a study needs to know about a model without loading it.
 
@@ -40,7 +40,8 @@ class ModelSpec:
         Identifies weights that are not a manifest asset (a torchvision weights enum, a
         checkpoint's sha256); part of the feature cache key.
     zoo : str
-        The collection it belongs to: "pocket", "paper-ssl" or "paper-supervised".
+        The collection it belongs to: "pocket", "paper-ssl", "paper-supervised", or "hub" (a
+        name :func:`pedlib.models.hub.resolve` loaded: torchvision, timm, a checkpoint).
     fingerprint : callable ``(spec) -> str``, optional
         Identifies the weights' content where they live in a user's file (an SSL checkpoint);
         see :func:`weights_id`.

@@ -30,14 +30,14 @@ from ..safe_files import load_checkpoint
 from ._spec import Backbone, ModelSpec, create_model, list_models
 from .torch_backbone import TorchBackbone
 
-__all__ = ["resolve", "WeightsUnavailable", "strip_classifier", "torchvision_names"]
+__all__ = ["resolve", "load_again", "WeightsUnavailable", "PooledFeatures", "strip_classifier", "torchvision_names"]
 
 
 class WeightsUnavailable(RuntimeError):
     """Pretrained weights could not be fetched (usually: no network access)."""
 
 
-class _Features(nn.Module):
+class PooledFeatures(nn.Module):
     """``features(x)`` = the wrapped network with its last linear layer replaced by identity."""
 
     def __init__(self, net: nn.Module, feature_dim: int):
@@ -185,6 +185,12 @@ def _build(arch: str, *, pretrained: bool):
     return net, size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def load_again(spec: ModelSpec, *, mirror=None, device: str = "cpu") -> Backbone:
+    """The backbone of a spec :func:`resolve` made (its ``factory``: a worker process loads
+    the model again from its name)."""
+    return resolve(spec.name, mirror=mirror, device=device)
+
+
 def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
     """A backbone for any model name form (see the module docstring).
 
@@ -219,6 +225,7 @@ def resolve(name: str, *, mirror=None, device: str = "cpu") -> Backbone:
         raise KeyError(f"unknown model {arch!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
                        + " Use a pocket zoo name (pedlib.models.list_models()), a torchvision "
                        "classification model, timm:<name>, or <architecture>=<checkpoint path>") from None
-    spec = ModelSpec(name, "", "torch", size, 3, f"/255 then mean {tuple(mean)} std {tuple(std)}",
-                     "unknown", arch.split(":")[-1], True, None, weights)
-    return TorchBackbone(spec, _Features(net, dim), device=device, mean=mean, std=std)
+    spec = ModelSpec(name=name, asset="", runtime="torch", input_size=size, channels=3,
+                     normalisation=f"/255 then mean {tuple(mean)} std {tuple(std)}", source="unknown",
+                     family=arch.split(":")[-1], trainable=True, factory=load_again, weights=weights, zoo="hub")
+    return TorchBackbone(spec, PooledFeatures(net, dim), device=device, mean=mean, std=std)

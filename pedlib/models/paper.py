@@ -20,7 +20,7 @@ from torch import nn
 
 from ..safe_files import load_checkpoint
 from ._spec import ModelSpec, register_model
-from .hub import _Features, resolve as resolve_hub, unnest_state_dict
+from .hub import PooledFeatures, resolve as resolve_hub, unnest_state_dict
 from .torch_backbone import TorchBackbone
 
 __all__ = ["SSL_MODELS", "SUPERVISED_MODELS", "load_ssl_resnet50", "ssl_checkpoint_path"]
@@ -130,7 +130,7 @@ def _ssl_fingerprint(spec: ModelSpec) -> str:
 
 def _ssl_factory(spec: ModelSpec, *, mirror=None, device="cpu", threads: int = 2):
     net = load_ssl_resnet50(ssl_checkpoint_path(spec.name))
-    return TorchBackbone(spec, _Features(net, 2048), device=device)
+    return TorchBackbone(spec, PooledFeatures(net, 2048), device=device)
 
 
 def _supervised_factory(spec: ModelSpec, *, mirror=None, device="cpu", threads: int = 2):
@@ -140,10 +140,12 @@ def _supervised_factory(spec: ModelSpec, *, mirror=None, device="cpu", threads: 
 
 
 for _name in SSL_MODELS:
-    register_model(ModelSpec(_name, "", "torch", 224, 3, "imagenet mean/std", "imagenet",
-                             "resnet50-ssl", True, _ssl_factory, f"ssl-transfer:{_name}", "paper-ssl",
-                             _ssl_fingerprint))
+    register_model(ModelSpec(name=_name, asset="", runtime="torch", input_size=224, channels=3,
+                             normalisation="imagenet mean/std", source="imagenet", family="resnet50-ssl",
+                             trainable=True, factory=_ssl_factory, weights=f"ssl-transfer:{_name}", zoo="paper-ssl",
+                             fingerprint=_ssl_fingerprint))
 for _name in SUPERVISED_MODELS:
-    register_model(ModelSpec(_name, "", "torch", 299 if _name == "inception_v3" else 224, 3,
-                             "imagenet mean/std", "imagenet", "supervised", True, _supervised_factory,
-                             f"torchvision:{_name}:DEFAULT", "paper-supervised"))
+    register_model(ModelSpec(name=_name, asset="", runtime="torch", input_size=299 if _name == "inception_v3" else 224,
+                             channels=3, normalisation="imagenet mean/std", source="imagenet", family="supervised",
+                             trainable=True, factory=_supervised_factory, weights=f"torchvision:{_name}:DEFAULT",
+                             zoo="paper-supervised"))

@@ -65,18 +65,21 @@ for name, size, source in [
     ("mobilenet_v2_inat_bird", 224, "inat_bird"),
     ("mobilenet_v2_inat_insect", 224, "inat_insect"),
 ]:
-    register_model(ModelSpec(name, PORTS[name].source, "torch", size, 3, _QUANTIZED, source,
-                             "mobilenet", True, _port))
+    register_model(ModelSpec(name=name, asset=PORTS[name].source, runtime="torch", input_size=size, channels=3,
+                             normalisation=_QUANTIZED, source=source, family="mobilenet", trainable=True,
+                             factory=_port))
 
-register_model(ModelSpec("mlperf_resnet8", PORTS["mlperf_resnet8"].source, "torch", 32, 3,
-                         _RAW, "cifar10", "mlperf", True, _port))
-register_model(ModelSpec("mlperf_resnet_large", PORTS["mlperf_resnet_large"].source, "torch", 32, 3,
-                         _RAW, "cifar10", "mlperf", True, _port))
-register_model(ModelSpec("mlperf_vww_mobilenet_v1_0.25", PORTS["mlperf_vww_mobilenet_v1_0.25"].source,
-                         "torch", 96, 3, "pixels/255", "vww", "mlperf", True, _port))
+for name, size, normalisation, source in (("mlperf_resnet8", 32, _RAW, "cifar10"),
+                                          ("mlperf_resnet_large", 32, _RAW, "cifar10"),
+                                          ("mlperf_vww_mobilenet_v1_0.25", 96, "pixels/255", "vww")):
+    register_model(ModelSpec(name=name, asset=PORTS[name].source, runtime="torch", input_size=size, channels=3,
+                             normalisation=normalisation, source=source, family="mlperf", trainable=True,
+                             factory=_port))
 for depth in (20, 32, 44, 56):
-    register_model(ModelSpec(f"cifar_resnet{depth}", f"models/cifar10_resnet{depth}.th", "torch", 32,
-                             3, "imagenet mean/std", "cifar10", "resnet", True, _torch))
+    register_model(ModelSpec(name=f"cifar_resnet{depth}", asset=f"models/cifar10_resnet{depth}.th", runtime="torch",
+                             input_size=32, channels=3, normalisation="imagenet mean/std", source="cifar10",
+                             family="resnet", trainable=True, factory=_torch))
 for variant in ("clean", "adv"):
-    register_model(ModelSpec(f"lenet5_{variant}", f"models/mnist_lenet5_{variant}.pt", "torch", 28, 1,
-                             "pixels/255", "mnist5k", "lenet", True, _torch))
+    register_model(ModelSpec(name=f"lenet5_{variant}", asset=f"models/mnist_lenet5_{variant}.pt", runtime="torch",
+                             input_size=28, channels=1, normalisation="pixels/255", source="mnist5k",
+                             family="lenet", trainable=True, factory=_torch))

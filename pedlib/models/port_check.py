@@ -86,11 +86,11 @@ def check_port(name: str, images: np.ndarray, *, mirror=None, batch_size: int = 
 
 
 def _quantized(name: str, *, mirror=None) -> bool:
-    from .tflite import _interpreter
+    from .tflite import open_interpreter
 
     if not PORTS[name].source.endswith(".tflite"):
         return False
-    interpreter = _interpreter(assets.resolve(PORTS[name].source, mirror=mirror), 1)
+    interpreter = open_interpreter(assets.resolve(PORTS[name].source, mirror=mirror), 1)
     return any(d["dtype"] in (np.uint8, np.int8) for d in interpreter.get_tensor_details()
                if len(d["shape"]) == 4 and d["shape"][0] > 1)  # 4-D weights, not the input
 

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from .. import assets, records
+from ..codegraph import code_version
 from .nets import MLPerfResNet, MobileNetV1, MobileNetV2
 
 __all__ = ["Port", "PORTS", "PortMismatch", "read_tflite_layers", "read_keras_layers", "load_layers",
@@ -267,10 +268,6 @@ def port_input(port: Port, *, mirror=None) -> tuple[tuple[float, ...], tuple[flo
 
 
 # --------------------------------------------------------------------------- conversion + cache
-def _code_version() -> str:
-    return records.code_version("models.ports", "models.nets")
-
-
 def convert(port: Port, *, mirror=None) -> nn.Module:
     """Build ``port``'s network with the weights of its source file (not cached)."""
     path = assets.resolve(port.source, mirror=mirror)
@@ -288,7 +285,7 @@ def load_port(name: str, *, mirror=None, cache=None) -> tuple[nn.Module, dict]:
     normalisation ``{"mean", "std"}``."""
     port = PORTS[name]
     sha256 = assets.manifest()[port.source].sha256
-    key = records.content_key("port", name, sha256, port.pixels, _code_version())
+    key = records.content_key("port", name, sha256, port.pixels, code_version(__name__))
     path = Path(cache or assets.default_cache()) / "ports" / f"{name}.pt"
     module = port.build().eval()
     if records.is_fresh(path, key):

@@ -16,7 +16,7 @@ import numpy as np
 from ..data.images import to_model_input
 from ._spec import Backbone, ModelSpec
 
-__all__ = ["TFLiteBackbone", "pooled_tensor_index", "logits_tensor_index"]
+__all__ = ["TFLiteBackbone", "open_interpreter", "pooled_tensor_index", "logits_tensor_index"]
 
 _POOL_OPS = ("AVERAGE_POOL_2D", "MEAN")
 
@@ -37,7 +37,7 @@ def _native_notices_silenced():
         os.close(saved)
 
 
-def _interpreter(path, threads: int, **options):
+def open_interpreter(path, threads: int, **options):
     from ai_edge_litert.interpreter import Interpreter
 
     with warnings.catch_warnings():
@@ -50,7 +50,7 @@ def _interpreter(path, threads: int, **options):
 def _plain_ops(path) -> list[dict]:
     from ai_edge_litert.interpreter import OpResolverType
 
-    plain = _interpreter(path, 1,
+    plain = open_interpreter(path, 1,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     return plain._get_ops_details()
 
@@ -88,7 +88,7 @@ class TFLiteBackbone(Backbone):
         self.pixels = pixels
         self._pool = pooled_tensor_index(path)
         self._logits = logits_tensor_index(path)
-        self._interpreter = _interpreter(path, threads, experimental_preserve_all_tensors=True)
+        self._interpreter = open_interpreter(path, threads, experimental_preserve_all_tensors=True)
         with _native_notices_silenced():
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]

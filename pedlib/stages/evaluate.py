@@ -1,22 +1,22 @@
 """Stage: per ground truth, pool, target and method, the weighted tau of the method's
 ranking (with bootstrap intervals for the plain and main-PED rankings) and the other
-correlations, plus the mean over targets; ``results/<study>/evaluation.csv``."""
+correlations, plus the mean over targets (``results/<study>/evaluation.csv``); what PED changes
+(``ped_effect.csv``), paired differences between methods (``paired_differences.csv``) and, for a
+paper study, the paper's weighted tau beside ours (``paper_comparison.csv``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .. import evaluate as correlations, metrics, records
-from . import groundtruth
+from .. import correlations, metrics, records
+from ..context import StudyContext
+from .declaration import Stage
+from .groundtruth import by_truth
 
-if TYPE_CHECKING:
-    from ..study import Study
-
-__all__ = ["evaluate", "ped_effect", "paired_differences", "paper_comparison", "COMPARISONS"]
+__all__ = ["STAGE", "evaluate", "evaluation", "ped_effect", "paired_differences", "paper_comparison", "COMPARISONS"]
 
 #: The comparisons between methods that a reader of the study asks about, (A, B): B minus A.
 COMPARISONS = (("logme", "logme+ped"), ("logme", "knn"), ("logme", "nleep"), ("nleep", "knn"))
@@ -36,19 +36,30 @@ def _tie_saturated(group: pd.DataFrame) -> pd.DataFrame:
     return group.assign(score=np.where(flagged, group.score[flagged].max(), group.score))
 
 
-def _inputs(study: "Study", scores: pd.DataFrame | None, name: str, accuracies: dict | None = None):
-    """(scores, accuracies, ``results/<study>/<name>.csv``, its key) of an evaluation table:
-    it depends on the scores, the ground truths, the evaluation settings, the pools, the
-    models, the seed and this code. Scores and accuracies are read unless given."""
-    if scores is None:
-        scores = records.read_csv(study.output / "scores.csv")
-    if accuracies is None:
-        accuracies = groundtruth.accuracies(study)
-    key = records.content_key(name, records.content_key(scores.to_csv()),
-                              {n: records.content_key(t.to_csv()) for n, t in accuracies.items()},
-                              study.params.evaluation, study.params.pools, study.models, study.params.seed,
-                              records.code_version("evaluate", "stages.evaluate"))
-    return scores, accuracies, study.output / f"{name}.csv", key
+def _key(study: StudyContext, inputs) -> str:
+    """What the stage's tables depend on besides its code: the scores, the ground truths, the
+    evaluation settings, the pools, the models and the seed."""
+    return records.content_key(records.content_key(inputs["score"]["scores"].to_csv()),
+                               records.content_key(inputs["groundtruth"]["accuracies"].to_csv()),
+                               study.params.evaluation, study.params.pools, study.models, study.params.seed)
+
+
+def evaluate(study: StudyContext, inputs) -> dict[str, pd.DataFrame]:
+    """Every table of the stage from the score and groundtruth stages' results."""
+    scores = inputs["score"]["scores"]
+    accuracies = by_truth(inputs["groundtruth"]["accuracies"])
+    tables = {"evaluation": evaluation(study, scores, accuracies)}
+    tables["ped_effect"] = ped_effect(study, scores, accuracies)
+    tables["paired_differences"] = paired_differences(study, scores, accuracies)
+    if study.params.evaluation.paper_table:
+        tables["paper_comparison"] = paper_comparison(study, tables["evaluation"])
+    return tables
+
+
+def _outputs(study: StudyContext) -> dict[str, str]:
+    names = ["evaluation", "ped_effect", "paired_differences"] + \
+        (["paper_comparison"] if study.params.evaluation.paper_table else [])
+    return {name: f"{name}.csv" for name in names}
 
 
 def _evaluation_row(scores: dict, accuracies: dict, options: dict, interval: bool) -> dict:
@@ -59,20 +70,13 @@ def _mean_interval(pairs: dict, options: dict) -> tuple[float, float]:
     return correlations.bootstrap_mean_ci(pairs, **options)
 
 
-def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def evaluation(study: StudyContext, scores: pd.DataFrame, accuracies: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per ground truth, pool, dataset and method: weighted tau (with a bootstrap interval
     over models for the plain and main-PED rankings) and the other correlations; plus the
     mean over datasets, whose interval resamples models jointly across datasets
-    (:func:`pedlib.evaluate.bootstrap_mean_ci`). NaN scores (a metric that failed on a cell)
+    (:func:`pedlib.correlations.bootstrap_mean_ci`). NaN scores (a metric that failed on a cell)
     leave that model out of that ranking. Rows run in ``processes`` processes."""
-    scores, accuracies, path, key = _inputs(study, scores, "evaluation")
     ev = study.params.evaluation
-    if records.is_fresh(path, key):
-        table = records.read_csv(path)
-        if ev.paper_table:
-            paper_comparison(study, table)
-        ped_effect(study, scores, accuracies)
-        return table
     labels, jobs, means = [], [], {}
     options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
     groups = [(group_key, _tie_saturated(group))  # once, not once per ground truth and pool
@@ -117,12 +121,6 @@ def evaluate(study: "Study", scores: pd.DataFrame | None = None) -> pd.DataFrame
         mean["wtau_low"] = [bounds.get((r.groundtruth, r.pool, r.method), missing)[0] for r in mean.itertuples()]
         mean["wtau_high"] = [bounds.get((r.groundtruth, r.pool, r.method), missing)[1] for r in mean.itertuples()]
         table = pd.concat([table, mean], ignore_index=True)
-    records.write_csv(table, path)
-    records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
-    if ev.paper_table:
-        paper_comparison(study, table)
-    ped_effect(study, scores, accuracies)
-    paired_differences(study, scores, accuracies)
     return table
 
 
@@ -130,10 +128,10 @@ def _paired_rows(triples: dict, options: dict) -> dict:
     return correlations.ped_effect(triples, **options)
 
 
-def _paired_table(study: "Study", labels: list[dict], jobs: list[dict], label_columns: list[str], desc: str,
+def _paired_table(study: StudyContext, labels: list[dict], jobs: list[dict], label_columns: list[str], desc: str,
                   unit: str) -> pd.DataFrame:
     """One row per (label, target) and per label's mean: each job's paired differences of
-    weighted tau (:func:`pedlib.evaluate.ped_effect`, in the worker processes)."""
+    weighted tau (:func:`pedlib.correlations.ped_effect`, in the worker processes)."""
     ev = study.params.evaluation
     options = dict(n_boot=ev.bootstrap, level=ev.level, seed=study.params.seed)
     results = study.map(_paired_rows, [(triples, options) for triples in jobs], desc=desc, unit=unit,
@@ -150,17 +148,13 @@ def _paired_table(study: "Study", labels: list[dict], jobs: list[dict], label_co
                                        "n_targets"])
 
 
-def ped_effect(study: "Study", scores: pd.DataFrame | None = None,
-               accuracies: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def ped_effect(study: StudyContext, scores: pd.DataFrame, accuracies: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """What PED changes: per ground truth, pool, metric and target, the weighted tau with PED
     minus without, on the models both score, with a paired bootstrap interval over models;
     plus the mean over the targets where both rankings are defined (models resampled jointly
     across targets). ``results/<study>/ped_effect.csv``
-    (:func:`pedlib.evaluate.ped_effect`)."""
-    scores, accuracies, path, key = _inputs(study, scores, "ped_effect", accuracies)
+    (:func:`pedlib.correlations.ped_effect`)."""
     ev = study.params.evaluation
-    if records.is_fresh(path, key):
-        return records.read_csv(path)
     main = scores[scores.variant.isin(["plain", "ped"])]
     tied = {k: _tie_saturated(g) for k, g in main.groupby(["dataset", "method"], sort=False)}
     per_metric = {}
@@ -186,23 +180,16 @@ def ped_effect(study: "Study", scores: pd.DataFrame | None = None,
                     labels.append(dict(groundtruth=truth_name, pool=pool, metric=metric,
                                        kind=metrics.info(metric).kind))
                     jobs.append(triples)
-    table = _paired_table(study, labels, jobs, ["groundtruth", "pool", "metric", "kind"], "PED effect", "metrics")
-    records.write_csv(table, path)
-    records.write_record(path, key, params=study.record_params(), seed=study.params.seed)
-    return table
+    return _paired_table(study, labels, jobs, ["groundtruth", "pool", "metric", "kind"], "PED effect", "metrics")
 
 
-def paired_differences(study: "Study", scores: pd.DataFrame | None = None,
-                       accuracies: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def paired_differences(study: StudyContext, scores: pd.DataFrame, accuracies: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Paired differences of weighted tau, all models, per ground truth: PED's change of every
     metric under each of its references (``comparison`` ``ped``: the method with PED minus
     without), and the differences between the methods of :data:`COMPARISONS` (``comparison``
     ``methods``). Per target and the mean over targets, each with a paired bootstrap interval
     over models (the same draw for both rankings, jointly across targets for the mean;
-    :func:`pedlib.evaluate.ped_effect`). ``results/<study>/paired_differences.csv``."""
-    scores, accuracies, path, key = _inputs(study, scores, "paired_differences", accuracies)
-    if records.is_fresh(path, key):
-        return records.read_csv(path)
+    :func:`pedlib.correlations.ped_effect`). ``results/<study>/paired_differences.csv``."""
     ev = study.params.evaluation
     by_method = {}
     for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
@@ -230,21 +217,15 @@ def paired_differences(study: "Study", scores: pd.DataFrame | None = None,
             if triples:
                 labels.append(dict(groundtruth=truth_name, comparison=comparison, variant=variant, a=a, b=b))
                 jobs.append(triples)
-    table = _paired_table(study, labels, jobs, ["groundtruth", "comparison", "variant", "a", "b"],
-                          "paired differences", "pairs")
-    records.write_csv(table, path)
-    records.write_record(path, key, params=study.record_params(), seed=study.params.seed,
-                         inputs={"comparisons": [list(c) for c in COMPARISONS]})
-    return table
+    return _paired_table(study, labels, jobs, ["groundtruth", "comparison", "variant", "a", "b"],
+                         "paired differences", "pairs")
 
 
-def paper_comparison(study: "Study", evaluation: pd.DataFrame | None = None) -> pd.DataFrame:
+def paper_comparison(study: StudyContext, evaluation: pd.DataFrame) -> pd.DataFrame:
     """Our weighted tau next to the paper's (``evaluation.paper_table``), per method and
     dataset, with the difference and a mean row (over the datasets both have)."""
     from ..groundtruth.published import load_published_wtau
 
-    if evaluation is None:
-        evaluation = records.read_csv(study.output / "evaluation.csv")
     paper = load_published_wtau(Path(study.params.root) / study.params.evaluation.paper_table)
     truth = "published" if "published" in set(evaluation.groundtruth) else evaluation.groundtruth.iloc[0]
     ours = evaluation[(evaluation.groundtruth == truth) & (evaluation.pool == "all")
@@ -255,9 +236,8 @@ def paper_comparison(study: "Study", evaluation: pd.DataFrame | None = None) -> 
     table["difference"] = table.ours - table.paper
     both = table.dropna(subset=["ours", "paper"])
     mean = both.groupby("method", sort=False)[["ours", "paper", "difference"]].mean().reset_index()
-    table = pd.concat([table, mean.assign(dataset="mean")], ignore_index=True)
-    path = study.output / "paper_comparison.csv"
-    records.write_csv(table, path)
-    records.write_record(path, records.content_key(table.to_csv()), params=study.record_params(),
-                         seed=study.params.seed, inputs={"paper_table": study.params.evaluation.paper_table})
-    return table
+    return pd.concat([table, mean.assign(dataset="mean")], ignore_index=True)
+
+
+STAGE = Stage("evaluate", needs=("score", "groundtruth"), make=evaluate, key=_key, outputs=_outputs,
+              notebook="04", describes="rank correlations of every method against every ground truth")

@@ -5,83 +5,29 @@ cached by content under ``results/<study>/features/<model>/<dataset>-<part>.npz`
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from .. import records
+from ..context import StudyContext
 from ..data.loader import decoded_batches
-from ..features import extract_shared, feature_key
+from ..features import extract_shared
 from ..models import extraction_batches
 from ..progress import advance, progress
-from . import ports, variants
+from .declaration import Stage
+from .feature_store import feature_jobs, feature_path, in_splits, key
 
-if TYPE_CHECKING:
-    from ..study import Study
-
-__all__ = ["extract", "features", "feature_path", "feature_jobs", "key", "in_splits"]
+__all__ = ["STAGE", "extract", "features", "extract_group"]
 
 
-def feature_path(study: "Study", model: str, dataset: str, part: str) -> Path:
-    return study.output / "features" / model / f"{dataset}-{part}.npz"
-
-
-def key(study: "Study", model: str, dataset: str, part: str) -> str:
-    """The cache key of one feature file (:func:`pedlib.features.feature_key`); a reference
-    file's also names the split files it takes features from (:func:`in_splits`)."""
-    base = feature_key(study.spec(model), study.source(dataset), study.indices(dataset, part))
-    found = in_splits(study, dataset) if part == "reference" else {}
-    if not found:
-        return base
-    return records.content_key(base, {p: key(study, model, dataset, p) for p in sorted(found)})
-
-
-def in_splits(study: "Study", dataset: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Where ``dataset``'s reference samples lie in its train and test splits, when it is a
-    target (else none): ``{part: (positions in the reference, positions in the part)}``.
-
-    Their features are taken from those splits' files instead of being computed again (the
-    pocket study's reference samples are 724 of 1,000 split images). A model computes an image's
-    features the same in any batch where its convolutions run in oneDNN
-    (:mod:`pedlib.models.inference`), so the file is the one a separate pass would give there.
-    """
-    if dataset not in study.datasets:
-        return {}
-    reference = study.indices(dataset, "reference")
-    found = {}
-    for part in ("train", "test"):
-        _, in_reference, in_part = np.intersect1d(reference, study.indices(dataset, part), assume_unique=True,
-                                                  return_indices=True)
-        if len(in_reference):
-            found[part] = (in_reference, in_part)
-    return found
-
-
-def feature_jobs(study: "Study") -> list[tuple[str, str, str]]:
-    """(model, dataset, part) of every feature file the study needs, dataset-major: train
-    and test of every target, then the reference samples PED's settings use."""
-    jobs = [(model, dataset, part) for dataset in study.datasets for model in study.models
-            for part in ("train", "test")]
-    modes = {mode for _, mode, _ in variants.variants(study) if mode != "none"}
-    references = set()
-    if len(study.datasets) > 1:
-        for dataset in study.datasets:
-            for model in study.models:
-                for mode in modes:
-                    references.update((model, d, "reference") for d in variants.reference_sets(study, model, dataset, mode))
-    return jobs + sorted(references, key=lambda job: (job[1], job[0]))
-
-
-def features(study: "Study", model: str, dataset: str, part: str) -> dict:
+def features(study: StudyContext, model: str, dataset: str, part: str) -> dict:
     """Features of ``model`` on ``dataset``'s ``part`` (train, test, reference), cached:
     ``features`` (N, D) float32, ``labels``, ``indices``. :func:`extract` does many models
     at once."""
     return _features(study, model, dataset, part)[0]
 
 
-def _features(study: "Study", model: str, dataset: str, part: str) -> tuple[dict, bool]:
+def _features(study: StudyContext, model: str, dataset: str, part: str) -> tuple[dict, bool]:
     path = feature_path(study, model, dataset, part)
     if records.is_fresh(path, key(study, model, dataset, part)):
         return records.load_npz(path), False
@@ -89,7 +35,7 @@ def _features(study: "Study", model: str, dataset: str, part: str) -> tuple[dict
     return records.load_npz(path), True
 
 
-def _batches(study: "Study", dataset: str, indices: np.ndarray):
+def _batches(study: StudyContext, dataset: str, indices: np.ndarray):
     """uint8 batches of ``dataset[indices]`` in ``extract.batch_size`` chunks: decoded on
     the GPU when extraction runs on CUDA and the images are JPEG files, else by
     ``extract.workers`` DataLoader processes (0: here)."""
@@ -98,17 +44,16 @@ def _batches(study: "Study", dataset: str, indices: np.ndarray):
                            workers=ex.workers, gpu_decode=ex.gpu_decode)
 
 
-def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFrame:
+def extract(study: StudyContext, inputs=None, *, parts: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The features of every (model, dataset, part) the study needs (``parts``: only these
     parts); returns one row per feature set (n, dim, cached, seconds).
 
     Each (dataset, part) is decoded once and every model whose features are missing or
     stale runs on each decoded batch (per-model caches and records as with
     :func:`features`, and the same batches, so the same features); when every model is
-    fresh nothing is decoded. The ports are checked first (:func:`pedlib.stages.ports.check`,
+    fresh nothing is decoded. The runner checks the ports first (:func:`pedlib.stages.ports.check`,
     cached): no feature of a port that disagrees with its original is ever computed.
     """
-    ports.check(study)
     groups: dict[tuple[str, str], list[str]] = {}
     for model, dataset, part in feature_jobs(study):
         if parts is None or part in parts:
@@ -153,7 +98,7 @@ def extract(study: "Study", parts: tuple[str, ...] | None = None) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _cost(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> int:
+def _cost(study: StudyContext, dataset: str, part: str, models_: tuple[str, ...]) -> int:
     """A group's work in input pixels (images x each model's input area): an estimate that
     orders the groups and paces the ETA; the 224-px models dominate it as they dominate the time."""
     images = len(study.indices(dataset, part))
@@ -162,7 +107,7 @@ def _cost(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> 
     return images * sum(study.spec(m).input_size ** 2 for m in models_)
 
 
-def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, ...]) -> float:
+def extract_group(study: StudyContext, dataset: str, part: str, models_: tuple[str, ...]) -> float:
     """Decode ``dataset``'s ``part`` once and extract ``models_`` from it (each cached with
     its record); returns seconds per model. Runs here or in a worker process."""
     source, indices = study.source(dataset), study.indices(dataset, part)
@@ -183,7 +128,7 @@ def extract_group(study: "Study", dataset: str, part: str, models_: tuple[str, .
     return (time.perf_counter() - started) / len(models_)
 
 
-def _taken(study: "Study", model: str, dataset: str, found: dict) -> np.ndarray:
+def _taken(study: StudyContext, model: str, dataset: str, found: dict) -> np.ndarray:
     """(N_reference, D) ``model``'s features of ``dataset``'s reference samples, the rows of
     those in its splits (``found``, :func:`in_splits`) filled from the split files."""
     taken = None
@@ -195,8 +140,12 @@ def _taken(study: "Study", model: str, dataset: str, found: dict) -> np.ndarray:
     return taken
 
 
-def _row(study: "Study", model: str, dataset: str, part: str, *, cached: bool, seconds: float) -> dict:
+def _row(study: StudyContext, model: str, dataset: str, part: str, *, cached: bool, seconds: float) -> dict:
     record = records.read_record(feature_path(study, model, dataset, part)) or {}
     shape = record.get("shape") or [len(study.indices(dataset, part)), None]
     return dict(model=model, dataset=dataset, part=part, n=shape[0], dim=shape[1], cached=cached,
                 seconds=round(seconds, 3))
+
+
+STAGE = Stage("extract", needs=("ports",), make=extract, notebook="02",
+              describes="features of every model on every target split and PED reference sample")

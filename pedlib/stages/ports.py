@@ -5,35 +5,28 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from .. import assets, records
+from ..context import StudyContext
 from ..models.port_check import MIN_TOP1
 from ..progress import notice
+from .declaration import Stage
 
-if TYPE_CHECKING:
-    from ..study import Study
-
-__all__ = ["PORT_TARGETS", "check", "check_one", "ported_models", "key"]
+__all__ = ["PORT_TARGETS", "STAGE", "check", "check_one", "ported_models", "key"]
 
 #: The targets the ports' agreement check draws its images from (the pocket targets).
 PORT_TARGETS = ("flowers12", "cifar10", "mnist5k", "digits", "lfw")
 
-_CODE = ("models.ports", "models.port_check", "models.tflite", "models.nets", "models.torch_backbone",
-         "models.inference", "data.images")
-
-
-def ported_models(study: "Study") -> list[str]:
+def ported_models(study: StudyContext) -> list[str]:
     """The study's models that are ports (none with ``ports: null``)."""
     from ..models.ports import PORTS
 
     return [m for m in study.models if m in PORTS] if study.params.ports is not None else []
 
 
-def image_indices(study: "Study") -> dict[str, np.ndarray]:
+def image_indices(study: StudyContext) -> dict[str, np.ndarray]:
     """A seeded sample of ``ports.images`` images spread evenly over the pocket targets."""
     total = study.params.ports.images
     sizes = [total // len(PORT_TARGETS) + (i < total % len(PORT_TARGETS)) for i in range(len(PORT_TARGETS))]
@@ -45,23 +38,23 @@ def image_indices(study: "Study") -> dict[str, np.ndarray]:
     return chosen
 
 
-def key(study: "Study") -> str:
-    """What the check's table depends on: both files of every port, the images, the code."""
+def key(study: StudyContext) -> str:
+    """What the check's table depends on besides its code: both files of every port, the images."""
     from ..models.ports import PORTS
 
     manifest = assets.manifest()
     return records.content_key(
         "ports", [(m, manifest[PORTS[m].source].sha256, manifest[PORTS[m].reference].sha256)
                   for m in ported_models(study)],
-        {t: (study.source(t).content_id, i.tolist()) for t, i in image_indices(study).items()},
-        records.code_version(*_CODE))
+        {t: (study.source(t).content_id, i.tolist()) for t, i in image_indices(study).items()})
 
 
-def check(study: "Study") -> pd.DataFrame | None:
+def check(study: StudyContext, inputs=None) -> dict[str, pd.DataFrame] | None:
     """Each ported model of the study against its original runtime on ``ports.images``
-    images of the pocket targets; cached. Raises :class:`~pedlib.models.ports.PortMismatch`
-    for a port that fails its bar. None when the study has no ported model or ``ports: null``.
-    The models are checked in the study's worker processes, the largest first.
+    images of the pocket targets (``{"ports": table}``; the runner caches it). Raises
+    :class:`~pedlib.models.ports.PortMismatch` for a port that fails its bar. None when the
+    study has no ported model or ``ports: null``. The models are checked in the study's worker
+    processes, the largest first.
 
     The check runs before the study's extraction, so before checking it opens every dataset
     of the study: a missing folder or file is reported at once, not after the ports' half
@@ -69,10 +62,6 @@ def check(study: "Study") -> pd.DataFrame | None:
     names = ported_models(study)
     if not names:
         return None
-    path = study.output / "ports.csv"
-    fresh_key = key(study)
-    if records.is_fresh(path, fresh_key):
-        return records.read_csv(path)
     for dataset in study.datasets:
         study.source(dataset)
     order = sorted(names, key=lambda name: -study.spec(name).input_size)
@@ -90,13 +79,10 @@ def check(study: "Study") -> pd.DataFrame | None:
     for message in messages:  # shown in the notebook and, as one line each, in the terminal
         warnings.warn(message, UserWarning, stacklevel=2)
         notice(message)
-    records.write_csv(table, path)
-    records.write_record(path, fresh_key, params=study.record_params(), seed=study.params.seed,
-                         inputs={"targets": list(PORT_TARGETS), "images": int(len(table) and table.images[0])})
-    return table
+    return {"ports": table}
 
 
-def check_one(study: "Study", name: str) -> tuple[dict, list[str]]:
+def check_one(study: StudyContext, name: str) -> tuple[dict, list[str]]:
     """One port's row of the check and the warnings it gave (raises
     :class:`~pedlib.models.ports.PortMismatch` where it fails); runs in a worker process, on
     ``extract.threads`` threads as extraction does."""
@@ -107,3 +93,8 @@ def check_one(study: "Study", name: str) -> tuple[dict, list[str]]:
         warnings.simplefilter("always", UserWarning)
         row = assess(check_port(name, batch, mirror=study.mirror), mirror=study.mirror)
     return row, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+STAGE = Stage("ports", needs=(), make=check, key=lambda study, inputs: key(study),
+              outputs=lambda study: {"ports": "ports.csv"} if ported_models(study) else {},
+              notebook="02", describes="the ported models against their original runtime")

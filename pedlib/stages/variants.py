@@ -4,17 +4,13 @@ which reference features to make, the score stage to use them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .. import ped
-
-if TYPE_CHECKING:
-    from ..study import Study
+from ..context import REFERENCE_IMAGES, StudyContext
 
 __all__ = ["variants", "reference_sets"]
 
 
-def variants(study: "Study") -> list[tuple[str, str, dict]]:
+def variants(study: StudyContext) -> list[tuple[str, str, dict]]:
     """(variant, reference mode, PED options) of every PED setting the study scores."""
     base = {**ped.DEFAULTS, **study.params.ped}
     ref = study.params.reference
@@ -29,10 +25,13 @@ def variants(study: "Study") -> list[tuple[str, str, dict]]:
     return out
 
 
-def reference_sets(study: "Study", model: str, target: str, mode: str) -> list[str]:
+def reference_sets(study: StudyContext, model: str, target: str, mode: str) -> list[str]:
     """The datasets whose reference samples make up PED's reference for ``model`` on
     ``target`` (see ``ReferenceParams``): the model's pretraining data in ``source`` mode
-    when the study has it, else every other target."""
+    when the study has it, else every other target; ``reference.images`` in every mode but
+    ``none``."""
+    if study.params.reference.images:
+        return [] if mode == "none" else [REFERENCE_IMAGES]
     source = study.source_dataset(model)
     if mode == "source" and source is not None and source != target:
         return [source]

@@ -1,4 +1,5 @@
-"""Per-class statistics shared by the metrics and PED (vectorised, memory linear in the data).
+"""Blockwise per-class reductions (sums, means, variances, Gram matrices) that the metrics and
+PED share (vectorised, memory linear in the data).
 
 Work on large matrices goes through row blocks with reused buffers: every fresh N x D
 temporary costs a page-faulting allocation (seconds for a 50k x 2048 matrix on a virtual
