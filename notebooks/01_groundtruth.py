@@ -56,4 +56,4 @@ for name, table in accuracies.items():
 accuracies['finetune'].pivot_table(index='model', columns='dataset', values='accuracy_std', sort=False).round(4) if 'finetune' in accuracies else None
 
 # %%
-Markdown(summary.groundtruth(accuracies))
+Markdown(summary.groundtruth(accuracies, truths.get('finetune'), {d: len(run.source(d).classes) for d in run.datasets}))

@@ -25,6 +25,8 @@ from IPython.display import Image, Markdown, display
 from pedlib import summary
 from pedlib.study import Study
 
+pd.set_option("display.max_colwidth", None)  # the ports' notes in full, never cut
+
 # %% tags=["parameters"]
 study = "pocket"  # a name in params/ or the path of a params YAML
 progress = True

@@ -52,4 +52,4 @@ mean.assign(gain=mean['ped'] - mean['plain']).round(3)
 evaluation[(evaluation.dataset == 'mean') & ~evaluation.variant.str.startswith('ped:nsigma')].pivot_table(index=['groundtruth', 'pool', 'metric'], columns='variant', values='weighted_tau', sort=False).round(3)
 
 # %%
-Markdown(summary.evaluation(evaluation))
+Markdown(summary.evaluation(evaluation, paired=run.evaluation_tables()['paired_differences']))

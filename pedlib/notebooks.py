@@ -236,9 +236,10 @@ def _report_front(run, present: list[Path], missing: list[str]) -> str:
         caption = index.loc[HEADLINE, "caption"]
         data = base64.b64encode((run.figures_dir / index.loc[HEADLINE, "file"]).read_bytes()).decode()
         parts += ["## Does PED help?", _img(data, caption), f"*{caption}*"]
-    evaluation = run.output / "evaluation.csv"
+    evaluation, paired = run.output / "evaluation.csv", run.output / "paired_differences.csv"
     if evaluation.is_file():
-        parts.append(summary.evaluation(records.read_csv(evaluation)))
+        parts.append(summary.evaluation(records.read_csv(evaluation),
+                                        paired=records.read_csv(paired) if paired.is_file() else None))
     parts.append("The executed notebooks follow (" + ", ".join(p.stem for p in present) + "), as run by "
                  f"`make reproduce STUDY={run.params.study}`"
                  + (f"; not run yet: {', '.join(missing)}" if missing else "")

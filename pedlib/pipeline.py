@@ -2,10 +2,11 @@
 
 Each stage module of :mod:`pedlib.stages` declares a :class:`Stage`: its name, the stages it
 needs, the tables it makes (under ``results/<study>/``) and one function that makes them from
-the study's context and its needs' results. :func:`run` resolves the graph, runs each stage
-the target needs once, in order, and owns the cache idiom for every table a stage declares:
-a table whose record matches the stage's key (its inputs, params and code, :func:`stage_key`)
-is read back, else the stage makes it and the runner writes it atomically with its record.
+the study's context and its needs' results. :func:`run` resolves the graph and owns the cache
+idiom for every table a stage declares: a table whose record matches the stage's key (its
+inputs, params and code, :func:`stage_key`) is read back without running the stages it needs
+(beyond those its key reads); else those run first (each once) and the stage makes the table,
+which the runner writes atomically with its record and reads back.
 A stage's code version is derived from the modules it imports, transitively
 (:func:`pedlib.codegraph.code_version`): no stage keeps a list of the modules it depends on.
 
@@ -82,40 +83,51 @@ def _fresh(study: StudyContext, stage: Stage, paths: Mapping[str, Path], key: st
     return tables if stage.intact is None or stage.intact(study, tables) else None
 
 
-def _run_stage(study: StudyContext, stage: Stage, inputs: Mapping[str, Any], options: Mapping[str, Any]):
+def _result(study: StudyContext, name: str, results: dict, options: Mapping[str, Any]) -> Any:
+    """``name``'s result, computed once into ``results``: a stage whose tables are fresh is read
+    back without running its needs (beyond those its key reads); a stale one runs them first."""
+    if name in results:
+        return results[name]
+    stage = STAGES[name]
+    mine = options.get(name, {})
+
+    def inputs(needs) -> dict:
+        return {need: _result(study, need, results, options) for need in needs}
+
     if stage.key is None:  # a stage that caches its own files
-        return stage.make(study, inputs, **options)
+        results[name] = stage.make(study, inputs(stage.needs), **mine)
+        return results[name]
     paths = _paths(study, stage)
     if not paths:  # nothing to make for this study
+        results[name] = None
         return None
-    key = stage_key(study, stage, inputs)
+    key_needs = stage.needs if stage.key_needs is None else stage.key_needs
+    given = inputs(key_needs)
+    key = stage_key(study, stage, given)
     tables = _fresh(study, stage, paths, key)
-    if tables is not None:
-        return tables
-    tables = stage.make(study, inputs, **options)
-    record = dict(params=study.record_params(), seed=study.params.seed)
-    for name, path in paths.items():
-        records.write_csv(tables[name], path)
-        records.write_record(path, key, **record, extra={"stage": stage.name})
-    # what the next stages take is what a rerun would read: the tables as written
-    return {name: records.read_csv(path) for name, path in paths.items()}
+    if tables is None:
+        tables = stage.make(study, {**given, **inputs(n for n in stage.needs if n not in given)}, **mine)
+        record = dict(params=study.record_params(), seed=study.params.seed)
+        for table, path in paths.items():
+            records.write_csv(tables[table], path)
+            records.write_record(path, key, **record, extra={"stage": stage.name})
+        # what the next stages take is what a rerun would read: the tables as written
+        tables = {table: records.read_csv(path) for table, path in paths.items()}
+    results[name] = tables
+    return tables
 
 
 def run(study: StudyContext, target: str, *, results: dict | None = None, **options) -> Any:
-    """Run ``target`` and every stage it needs (each once, in order, what is stale only);
-    returns ``target``'s result. ``options`` go to ``target``'s ``make``; ``results``, a dict,
-    receives every stage's result. Holds the study's lock (:meth:`StudyContext.locked`)."""
+    """``target``'s result, after every stage it needs that is stale (each once, in order; a
+    stage whose tables are fresh is read back without running what it needs). ``options`` go to
+    ``target``'s ``make``; ``results``, a dict, receives every stage's result. Holds the study's
+    lock (:meth:`StudyContext.locked`)."""
     results = {} if results is None else results
-    stages = order(target)
-    for stage in stages:  # what a study cannot do is said before any stage works
+    for stage in order(target):  # what a study cannot do is said before any stage works
         if stage.check is not None and stage.name not in results:
             stage.check(study)
     with study.locked():
-        for stage in stages:
-            if stage.name not in results:
-                inputs = {need: results[need] for need in stage.needs}
-                results[stage.name] = _run_stage(study, stage, inputs, options if stage.name == target else {})
-    return results[target]
+        return _result(study, target, results, {target: options})
 
 
 def keys(study: StudyContext) -> dict[str, str]:

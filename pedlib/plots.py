@@ -22,12 +22,15 @@ import pandas as pd
 
 from . import records
 from .groundtruth import label as truth_label
-from .plotstyle import COLUMN, PAGE, PED, PLAIN, class_styles, method_color, method_label, plt, save, style
+from .plotstyle import (COLUMN, PAGE, PED, PLAIN, class_styles, dataset_label, method_color, method_label, plt,
+                        save, style)
 
-__all__ = ["wtau_table", "wtau_forest", "ped_effect_table", "ped_effect_forest", "ped_effect_headline",
+__all__ = ["wtau_table", "wtau_forest", "ped_effect_table", "ped_effect_forest", "ped_effect_limits",
+           "ped_effect_headline",
            "method_comparison_table", "score_scatter", "ped_trajectory",
            "sensitivity_heatmap", "runtime_table", "runtime_bars", "logme_definition_table", "trajectory_models",
-           "models_ranked", "latex_table", "save_figure", "save_table"]
+           "models_ranked", "latex_table", "latex_width_cm", "latex_escape", "save_figure", "save_table",
+           "COLUMN_WIDTH_CM", "TEXT_WIDTH_CM"]
 
 #: nsigma and time_step of the paper (Li et al., ICCV 2023), marked on the sensitivity map.
 PAPER_SETTING = (0.6, 0.1)
@@ -62,12 +65,12 @@ def _metric_order(rows: pd.DataFrame) -> tuple[list[str], int]:
     return [m for m in metrics if m not in baselines] + baselines, len(baselines)
 
 
-def _panels(n_panels: int, n_rows: int):
+def _panels(n_panels: int, n_rows: int, sharex: bool = True):
     """A page-wide grid of panels sharing a y axis of ``n_rows`` methods (first at the top)."""
     columns = n_panels if n_panels <= 3 else 3 if n_panels <= 6 else 4
     lines = math.ceil(n_panels / columns)
     fig, axes = plt.subplots(lines, columns, figsize=(PAGE, lines * (0.15 * n_rows + 0.55) + 0.45),
-                             sharex=True, sharey=True, squeeze=False)
+                             sharex=sharex, sharey=True, squeeze=False)
     for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
     for ax in axes.flat[max(0, n_panels - columns):n_panels]:
@@ -179,22 +182,38 @@ def ped_effect_table(effect: pd.DataFrame, groundtruth: str, pool: str, column: 
     return table.reindex(columns=datasets + (["mean"] if "mean" in table else []))
 
 
-def ped_effect_forest(effect: pd.DataFrame, groundtruth: str, pool: str):
+def ped_effect_limits(effect: pd.DataFrame) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The x limits every PED-effect figure of a study shares: (the target panels', the mean
+    panel's), each spanning zero and every interval of its panels in ``effect`` (all ground
+    truths and pools), with a 5% margin."""
+    def span(rows: pd.DataFrame) -> tuple[float, float]:
+        values = pd.concat([rows.delta_low, rows.delta_high, rows.delta]).astype(float)
+        values = values[np.isfinite(values)]
+        low, high = min(values.min(), 0.0) if len(values) else -0.1, max(values.max(), 0.0) if len(values) else 0.1
+        pad = 0.05 * max(high - low, 0.02)
+        return low - pad, high + pad
+
+    return span(effect[effect.dataset != "mean"]), span(effect[effect.dataset == "mean"])
+
+
+def ped_effect_forest(effect: pd.DataFrame, groundtruth: str, pool: str, limits=None):
     """What PED changes: weighted tau with PED minus without per metric, one panel per target
-    and one for the mean, with paired bootstrap intervals over models; filled where the
-    interval excludes zero."""
+    and one for the mean, with paired bootstrap intervals over models, thick where the interval
+    excludes zero. The target panels share one x axis and the mean panel has its own, zoomed to
+    its smaller intervals; ``limits`` (:func:`ped_effect_limits`) gives both, so that every
+    PED-effect figure of a study has the same axes (default: from ``effect``)."""
     rows = effect[(effect.groundtruth == groundtruth) & (effect.pool == pool)]
+    target_limits, mean_limits = limits or ped_effect_limits(effect)
     datasets = list(dict.fromkeys(rows.dataset))
     targets = [d for d in datasets if d != "mean"]
     metrics, baselines = _metric_order(rows)
     covered = rows[rows.dataset == "mean"].set_index("metric").n_targets.to_dict()
-    low_all, high_all = rows.delta_low.min(), rows.delta_high.max()
-    span = max(0.1, abs(low_all) if np.isfinite(low_all) else 0, abs(high_all) if np.isfinite(high_all) else 0)
     with style():
-        fig, axes, columns = _panels(len(datasets), len(metrics))
+        fig, axes, columns = _panels(len(datasets), len(metrics), sharex=False)
         for ax, dataset in zip(axes, datasets):
             here = rows[rows.dataset == dataset].set_index("metric")
             y = _method_axis(ax, metrics, baselines)
+            ax.set_xlim(*(mean_limits if dataset == "mean" else target_limits))
             for i, metric in enumerate(metrics):
                 if metric not in here.index or not np.isfinite(here.delta.get(metric)):
                     _note(ax, y[i], "all scores tied" if metric in here.index else "too few models")
@@ -203,17 +222,16 @@ def ped_effect_forest(effect: pd.DataFrame, groundtruth: str, pool: str):
                 color = method_color(metric)
                 excludes = np.isfinite(row.delta_low) and (row.delta_low > 0 or row.delta_high < 0)
                 if np.isfinite(row.delta_low):
-                    ax.hlines(y[i], row.delta_low, row.delta_high, color=color, linewidth=0.9)
-                ax.plot(row.delta, y[i], marker="o", markersize=3.6, color=color, markeredgewidth=0.9,
-                        markerfacecolor=color if excludes else "white")
+                    ax.hlines(y[i], row.delta_low, row.delta_high, color=color, linewidth=2.2 if excludes else 0.8)
+                ax.plot(row.delta, y[i], marker="o", markersize=3.6, color=color, markeredgewidth=0.9)
                 if dataset == "mean" and covered.get(metric, len(targets)) < len(targets):
                     ax.text(1.0, y[i], f"† {int(covered[metric])}", ha="left", va="center", fontsize=6,
                             transform=ax.get_yaxis_transform())
             n = int(here.n_models.max()) if len(here) else 0
-            ax.set_title(_mean_title(covered, len(targets)) if dataset == "mean" else f"{dataset} ({n} models)")
-            ax.set_xlim(-1.08 * span, 1.08 * span)
-        handles = [_marker("interval excludes 0"), _marker("interval includes 0", filled=False),
-                   plt.Line2D([], [], color="0.3", linewidth=0.9, label="95% paired bootstrap CI over models")]
+            ax.set_title(_mean_title(covered, len(targets)) + " (own axis)" if dataset == "mean"
+                         else f"{dataset_label(dataset)} ({n} models)")
+        handles = [plt.Line2D([], [], color="0.3", linewidth=2.2, label="95% paired CI excludes 0"),
+                   plt.Line2D([], [], color="0.3", linewidth=0.8, label="includes 0")]
         _finish_forest(fig, axes, columns, f"Δ weighted τ vs {truth_label(groundtruth)}", handles)
     return fig
 
@@ -285,9 +303,9 @@ def method_comparison_table(paired: pd.DataFrame, groundtruth: str) -> pd.DataFr
 def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = "logme",
                   groundtruth: str = "linear probe"):
     """Score (x) against ground-truth accuracy (y), one point per model; one row per target,
-    without PED (left) and with PED (right). The top-scored model is starred and the most
-    accurate ringed, and both are named under the panel (never over the points); saturated
-    scores (tied at the metric's maximum) are drawn as crosses and counted."""
+    without PED (left) and with PED (right). The top-scored model is starred (none when several
+    tie for the top) and the most accurate ringed, and both are named under the panel (never over
+    the points); saturated scores (tied at the metric's maximum) are drawn as crosses and counted."""
     merged = scores[scores.metric == metric].merge(accuracies, on=["model", "dataset"])
     datasets = list(dict.fromkeys(merged.dataset))  # the targets the ground truth covers
     color = method_color(metric)
@@ -303,19 +321,22 @@ def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = 
                 ax.scatter(here.score[flagged], here.accuracy[flagged], s=14, color=color, marker="x",
                            linewidths=0.8, zorder=2)
                 name = f"{method_label(metric)}{' + PED' if variant == 'ped' else ''}"
-                ax.set_title(f"{dataset}: {name} score (x), {len(here)} models")
+                ax.set_title(f"{dataset_label(dataset)}: {name} score (x), {len(here)} models")
                 ax.set_ylabel(f"{groundtruth} acc.")
                 ax.margins(0.12)
                 if here.empty:
                     continue
-                top = here.loc[here.score.idxmax()]
+                leaders = here[np.isclose(here.score, here.score.max(), rtol=1e-9, atol=0) | (
+                    flagged & flagged.get(here.score.idxmax(), False))]
                 best = here.loc[here.accuracy.idxmax()]
-                ax.scatter([top.score], [top.accuracy], marker="*", s=70, color="black", zorder=3)
+                if len(leaders) == 1:  # a tie has no top-scored model to star
+                    top = leaders.iloc[0]
+                    ax.scatter([top.score], [top.accuracy], marker="*", s=70, color="black", zorder=3)
                 ax.scatter([best.score], [best.accuracy], marker="o", s=70, facecolors="none", edgecolors="black",
                            linewidths=0.8, zorder=3)
                 # the names go in the x label's place, which the layout keeps clear of everything
-                lines = [f"★ top-scored: {top.model}" + (f" (one of {int(flagged.sum())} tied)"
-                                                          if flagged.get(top.name, False) else ""),
+                lines = [f"★ top-scored: {leaders.iloc[0].model}" if len(leaders) == 1
+                         else f"no single top score: {len(leaders)} models tie at the highest",
                          f"○ most accurate: {best.model}"]
                 if flagged.any():
                     lines.append(f"× saturated: {int(flagged.sum())} models tied at the maximum")
@@ -326,9 +347,12 @@ def score_scatter(scores: pd.DataFrame, accuracies: pd.DataFrame, metric: str = 
 
 def ped_trajectory(result, features: np.ndarray, labels: np.ndarray, reference=None, *,
                    title: str = "", class_names=None):
-    """Class clusters before (left) and after PED (right) in the 2-D PCA plane of the
-    standardised features; arrows show each class mean's displacement. Axis limits cover the
-    1st-99th percentile of the points (an outlier does not squash the plot)."""
+    """Class clusters before (left) and after PED (middle) in the 2-D PCA plane of the
+    standardised features, every point shown (the axes cover the 0.5-99.5th percentiles; a
+    point beyond them sits on the edge as an open marker, counted under the panel); the middle
+    panel's arrows and the right panel
+    (the class means alone, zoomed to them) draw each class mean's displacement to scale, from
+    its place before PED (open marker) to its place after."""
     from sklearn.decomposition import PCA
 
     basis = reference if reference is not None else features
@@ -341,43 +365,53 @@ def ped_trajectory(result, features: np.ndarray, labels: np.ndarray, reference=N
     codes = np.searchsorted(result.classes, labels)
     names = [str(c) for c in (class_names if class_names is not None else result.classes)]
     points = np.concatenate([before, after])
-    low, high = np.percentile(points, 1, axis=0), np.percentile(points, 99, axis=0)
-    margin = 0.08 * (high - low + 1e-12)
+    # the axes cover the 0.5-99.5th percentiles (an outlier does not squash the plot); a point
+    # beyond them is drawn on the axes' edge as an open marker, and counted in the panel's title
+    low, high = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
+    margin = 0.06 * (high - low + 1e-12)
+    low, high = low - margin, high + margin
     looks = class_styles(path.shape[1])
     share = pca.explained_variance_ratio_
+    arrow = dict(arrowstyle="-|>", linewidth=1.1, mutation_scale=9, shrinkA=0, shrinkB=0)
     with style():
-        fig, axes = plt.subplots(1, 3, figsize=(PAGE, 2.7), gridspec_kw=dict(width_ratios=(1, 1, 1)))
-        for ax, points_, name in ((axes[0], before, "before PED"), (axes[1], after, f"after PED ({result.steps} steps)")):
+        fig, axes = plt.subplots(1, 3, figsize=(PAGE, 2.9))
+        for ax, shown, name in ((axes[0], before, "before PED"), (axes[1], after, f"after PED ({result.steps} steps)")):
+            beyond = ((shown < low) | (shown > high)).any(axis=1)
+            edge = np.clip(shown, low, high)
             for c, (color, marker) in enumerate(looks):
                 mine = codes == c
-                ax.scatter(points_[mine, 0], points_[mine, 1], color=color, marker=marker, s=4, alpha=0.45,
-                           linewidths=0)
-                ax.scatter(path[0 if ax is axes[0] else -1, c, 0], path[0 if ax is axes[0] else -1, c, 1],
-                           color=color, marker=marker, edgecolor="black", s=24, linewidths=0.5, zorder=3,
-                           label=(names[c] if c < len(names) else str(c)) if ax is axes[0] else None)
+                ax.scatter(shown[mine & ~beyond, 0], shown[mine & ~beyond, 1], color=color, marker=marker, s=4,
+                           alpha=0.4, linewidths=0)
+                ax.scatter(edge[mine & beyond, 0], edge[mine & beyond, 1], facecolors="none", edgecolors=color,
+                           marker=marker, s=9, linewidths=0.6, clip_on=False)
+                ax.scatter(*path[0 if ax is axes[0] else -1, c], color=color, marker=marker, edgecolor="black", s=26,
+                           linewidths=0.6, zorder=3, label=(names[c] if c < len(names) else str(c)) if ax is axes[0]
+                           else None)
+                if ax is axes[1]:
+                    ax.annotate("", xy=path[-1, c], xytext=path[0, c], zorder=4, arrowprops=dict(arrow, color=color))
             ax.set_title(name)
-            ax.set_xlim(low[0] - margin[0], high[0] + margin[0])
-            ax.set_ylim(low[1] - margin[1], high[1] + margin[1])
+            ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)"
+                          + (f"\n{int(beyond.sum())} beyond the axes: open, on the edge" if beyond.any() else ""))
+            ax.set_xlim(low[0], high[0])
+            ax.set_ylim(low[1], high[1])
         axes[1].sharey(axes[0])
         axes[1].tick_params(labelleft=False)
-        # the class means alone, zoomed to their paths: each arrow is one class mean's displacement
-        for c, (color, marker) in enumerate(looks):
-            axes[2].plot(path[:, c, 0], path[:, c, 1], color=color, linewidth=1.0, zorder=2)
-            axes[2].scatter(path[0, c, 0], path[0, c, 1], color="white", marker=marker, edgecolor=color, s=22,
-                            linewidths=0.9, zorder=3)
-            axes[2].annotate("", xy=path[-1, c], xytext=path[-2, c] if path.shape[0] > 1 else path[0, c], zorder=4,
-                             arrowprops=dict(arrowstyle="-|>", color=color, linewidth=1.0, mutation_scale=8,
-                                             shrinkA=0, shrinkB=0))
-        axes[2].set_title("class means: before (open) → after")
+        for c, (color, marker) in enumerate(looks):  # the means alone: start (open) -> end, to scale
+            axes[2].scatter(*path[0, c], color="white", marker=marker, edgecolor=color, s=26, linewidths=1.0,
+                            zorder=3)
+            axes[2].scatter(*path[-1, c], color=color, marker=marker, edgecolor="black", s=26, linewidths=0.6,
+                            zorder=3)
+            axes[2].annotate("", xy=path[-1, c], xytext=path[0, c], zorder=2, arrowprops=dict(arrow, color=color))
+        axes[2].set_title("class means, zoomed")
         axes[2].margins(0.12)
-        for ax in axes:
-            ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
+        axes[2].set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
         axes[0].set_ylabel(f"PC 2 ({share[1]:.0%} of variance)")
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(6, path.shape[1]),
-                   title="class (large marker: its mean)", bbox_to_anchor=(0.5, 0.0))
+        columns = min(6, path.shape[1])
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=columns,
+                   title="class (large marker: its mean; open: before PED)", bbox_to_anchor=(0.5, 0.0))
         if title:
             fig.suptitle(title)
-        rows_of_legend = math.ceil(path.shape[1] / 6)
+        rows_of_legend = math.ceil(path.shape[1] / columns)
         fig.tight_layout(rect=(0, 0.07 + 0.06 * rows_of_legend, 1, 1))
     return fig
 
@@ -447,40 +481,91 @@ def runtime_bars(scores: pd.DataFrame):
     return fig
 
 
-def latex_table(values: pd.DataFrame, low: pd.DataFrame | None = None, high: pd.DataFrame | None = None, *,
-                digits: int = 3, bold: str | None = "max", caption: str = "") -> str:
-    """``values`` as a LaTeX ``tabular`` with ``booktabs`` rules: rows and columns as they are
-    (method names readable), intervals ``[low, high]`` after each value where given, the
-    best value of each column (``bold``: ``"max"``, ``"min"`` or None) in bold, a true minus
-    sign, ``--`` for a missing value. ``caption`` goes in a comment line above the table."""
-    def number(value: float, places: int) -> str:
-        return "--" if not np.isfinite(value) else f"{value:.{places}f}".replace("-", "$-$")
+#: Text widths of a two-column page (CVPR/ICCV, IEEE): one column and the whole text, in cm.
+COLUMN_WIDTH_CM, TEXT_WIDTH_CM = 8.25, 17.46
+# Average glyph widths (cm) of Computer Modern digits and letters at \footnotesize (8 pt) and
+# \scriptsize (6 pt), and \tabcolsep (6 pt) on each side of a column: a table's width estimate.
+_CHAR_CM = {"footnotesize": 0.141, "scriptsize": 0.106}
+_COLUMN_PAD_CM = 0.42
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def _latex_number(value: float, places: int) -> str:
+    """``value`` to ``places`` decimals with a true minus sign; never a negative zero."""
+    if not np.isfinite(value):
+        return "--"
+    text = f"{value:.{places}f}"
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
+    return text.replace("-", "$-$")
+
+
+def _shown_length(text: str) -> int:
+    """Characters a LaTeX cell prints (``$-$`` is one minus sign, commands print nothing)."""
+    import re
+
+    return len(re.sub(r"\\[a-zA-Z]+\{?|[{}]", "", text.replace("$-$", "-")))
+
+
+def latex_table(values: pd.DataFrame, low: pd.DataFrame | None = None, high: pd.DataFrame | None = None, *,
+                digits: int = 3, bold: str | None = "max", caption: str = "", label: str = "") -> str:
+    r"""``values`` as a LaTeX float (``table``, or ``table*`` when it is wider than one column of
+    a two-column page) with ``\caption``, ``\label{tab:<label>}`` and ``booktabs`` rules, in
+    ``\footnotesize``: methods as rows (readable names), datasets as columns (readable headers),
+    each interval ``[low, high]`` in ``\scriptsize`` on a row of its own under its value, the
+    unique best value of each column (``bold``: ``"max"``, ``"min"`` or None) in bold (a tie
+    bolds nothing), a true minus sign and no negative zero, ``--`` for a missing value."""
     if low is not None and high is not None:
         low, high = (bound.reindex(index=values.index, columns=values.columns) for bound in (low, high))
-    cells = pd.DataFrame("", index=values.index, columns=values.columns)
+    best = {}
     for column in values.columns:
-        for index in values.index:
-            text = number(values.at[index, column], digits)
+        finite = values[column].astype(float)
+        if bold and finite.notna().any():
+            top = finite.max() if bold == "max" else finite.min()
+            winners = finite.index[np.isclose(finite, top) & finite.notna()]
+            if len(winners) == 1:
+                best[column] = winners[0]
+    header = [latex_escape(values.index.name.capitalize() if values.index.name else "")]
+    header += [latex_escape(dataset_label(c)) for c in values.columns]
+    rows = []
+    for index in values.index:
+        cells = [latex_escape(method_label(str(index)))]
+        bounds = [""]
+        for column in values.columns:
+            text = _latex_number(values.at[index, column], digits)
+            cells.append(rf"\textbf{{{text}}}" if best.get(column) == index else text)
+            interval = ""
             if low is not None and high is not None and text != "--":
                 lo, hi = low.at[index, column], high.at[index, column]
                 if np.isfinite(lo) and np.isfinite(hi):
-                    text += f" [{number(lo, 2)}, {number(hi, 2)}]"
-            cells.at[index, column] = text
-    props = pd.DataFrame("", index=values.index, columns=values.columns)
-    if bold:
-        for column in values.columns:
-            finite = values[column].astype(float)
-            if finite.notna().any():
-                best = finite.max() if bold == "max" else finite.min()
-                props.loc[np.isclose(finite, best) & finite.notna(), column] = "textbf:--rwrap;"
-    cells.index = [method_label(str(i)) for i in cells.index]
-    cells.columns.name = values.index.name or ""
-    styler = cells.style.apply(lambda _: props.set_axis(cells.index, axis=0), axis=None)
-    styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    tex = styler.to_latex(hrules=True, column_format="l" + "r" * len(cells.columns))
-    comment = "".join(f"% {line}\n" for line in caption.splitlines()) if caption else ""
-    return f"% requires \\usepackage{{booktabs}}\n{comment}{tex}"
+                    interval = rf"{{\scriptsize [{_latex_number(lo, 2)}, {_latex_number(hi, 2)}]}}"
+            bounds.append(interval)
+        rows.append(" & ".join(cells) + r" \\")
+        if any(bounds):
+            rows.append(" & ".join(bounds) + r" \\")
+    width = latex_width_cm([header] + [row[:-3].split(" & ") for row in rows])
+    environment = "table" if width <= COLUMN_WIDTH_CM else "table*"
+    lines = ["% requires \\usepackage{booktabs}", rf"\begin{{{environment}}}[t]", r"\centering", r"\footnotesize",
+             rf"\caption{{{latex_escape(caption)}}}" if caption else None,
+             rf"\label{{tab:{label}}}" if label else None,
+             rf"\begin{{tabular}}{{l{'r' * len(values.columns)}}}", r"\toprule", " & ".join(header) + r" \\",
+             r"\midrule", *rows, r"\bottomrule", r"\end{tabular}", rf"\end{{{environment}}}"]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def latex_width_cm(rows: list[list[str]]) -> float:
+    r"""An estimate of a tabular's printed width from its cells (``\scriptsize`` ones narrower)."""
+    widths = [0.0] * max(len(row) for row in rows)
+    for row in rows:
+        for i, cell in enumerate(row):
+            size = "scriptsize" if "\\scriptsize" in cell else "footnotesize"
+            widths[i] = max(widths[i], _shown_length(cell) * _CHAR_CM[size])
+    return sum(widths) + _COLUMN_PAD_CM * len(widths)
 
 
 def save_figure(fig, stem: Path, written: dict, name: str, caption: str = "",

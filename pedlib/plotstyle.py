@@ -49,6 +49,17 @@ _LABELS = {"logme": "LogME", "logme_reference": "LogME (ref. code)", "sfda": "SF
            "transrate": "TransRate", "leep": "LEEP", "nce": "NCE", "knn": "kNN", "dim": "Dim."}
 
 
+_DATASET_LABELS = {"flowers12": "Flowers-12", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist5k": "MNIST-5k",
+                   "digits": "Digits", "lfw": "LFW", "mean": "Mean", "aircraft": "Aircraft", "caltech101": "Caltech-101",
+                   "cars": "Cars", "dtd": "DTD", "flowers": "Flowers", "food": "Food", "pets": "Pets",
+                   "sun397": "SUN397", "voc2007": "VOC2007"}
+
+
+def dataset_label(name: str) -> str:
+    """A readable label for a dataset id: ``flowers12`` -> ``Flowers-12``, ``mean`` -> ``Mean``."""
+    return _DATASET_LABELS.get(str(name), str(name))
+
+
 @contextmanager
 def style() -> Iterator[None]:
     """The study's rc settings for the figures drawn inside the block."""
@@ -78,12 +89,15 @@ def method_color(metric: str) -> str:
     return _METRIC_COLORS[position % len(_METRIC_COLORS)]
 
 
+#: Okabe and Ito's colour-blind-safe palette (without black), for classes.
+CLASS_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+CLASS_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def class_styles(n: int) -> list[tuple[str, str]]:
-    """(colour, marker) for ``n`` classes: ten distinct colours, and a new marker every ten,
-    so that no two classes look alike."""
-    colors = [plt.get_cmap("tab10")(i) for i in range(10)]
-    markers = ("o", "s", "^", "D", "v")
-    return [(matplotlib.colors.to_hex(colors[i % 10]), markers[(i // 10) % len(markers)]) for i in range(n)]
+    """(colour, marker) for ``n`` classes: colour and marker both change from one class to the
+    next (7 colour-blind-safe colours, 6 markers), so up to 42 classes each have their own pair."""
+    return [(CLASS_COLORS[i % len(CLASS_COLORS)], CLASS_MARKERS[i % len(CLASS_MARKERS)]) for i in range(n)]
 
 
 def save(fig, stem: Path, formats: Sequence[str] = ("pdf", "png"), dpi: int = 300) -> list[Path]:

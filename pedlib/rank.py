@@ -216,6 +216,7 @@ def rank_models(data, models, *, metric: str = RECOMMENDED["metric"], reference=
     if reference is None:
         warnings.warn(NO_REFERENCE, UserWarning, stacklevel=2)
     results: dict = {}
+    pipeline.run(study, "extract", results=results)  # the features' dims and seconds, even with fresh scores
     pipeline.run(study, "score", results=results)
     table = _ranking(results["score"]["scores"], results["extract"], metric, rank_by_ped)
     result = RankResult(table, study)

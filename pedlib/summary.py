@@ -30,9 +30,27 @@ def _names(items, limit: int = 6) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def groundtruth(accuracies: dict[str, pd.DataFrame]) -> str:
-    """Which ground truths there are, the best model per target, the seeds' spread, and how
-    alike two ground truths rank the models (Kendall's tau per target)."""
+def collapsed_seeds(finetune: pd.DataFrame, classes: dict[str, int]) -> pd.DataFrame:
+    """The fine-tuning seeds that collapsed: a seed whose test accuracy is below twice chance
+    (1 / classes) in a (model, target) whose best seed is above four times chance. Columns
+    model, dataset, seed, test_accuracy, others (the cell's other seeds' accuracies)."""
+    rows = []
+    for (model, dataset), cell in finetune.groupby(["model", "dataset"], sort=False):
+        chance = 1 / classes.get(dataset, np.inf)
+        if cell.test_accuracy.max() <= 4 * chance:
+            continue
+        for row in cell[cell.test_accuracy < 2 * chance].itertuples():
+            others = cell[cell.seed != row.seed].test_accuracy.round(3).tolist()
+            rows.append(dict(model=model, dataset=dataset, seed=row.seed, test_accuracy=row.test_accuracy,
+                             others=others))
+    return pd.DataFrame(rows, columns=["model", "dataset", "seed", "test_accuracy", "others"])
+
+
+def groundtruth(accuracies: dict[str, pd.DataFrame], finetune: pd.DataFrame | None = None,
+                classes: dict[str, int] | None = None) -> str:
+    """Which ground truths there are, the best model per target, the seeds' spread, the seeds
+    that collapsed (``finetune``: the per-seed table; ``classes``: each target's class count),
+    and how alike two ground truths rank the models (Kendall's tau per target)."""
     from scipy.stats import kendalltau
 
     lines = []
@@ -45,6 +63,13 @@ def groundtruth(accuracies: dict[str, pd.DataFrame]) -> str:
         if len(spread):
             lines.append(f"  Over seeds the accuracy varies by a median standard deviation of "
                          f"{spread.median():.4f} (largest {spread.max():.4f}).")
+        if name == "finetune" and finetune is not None and classes:
+            collapsed = collapsed_seeds(finetune, classes)
+            for row in collapsed.itertuples():
+                lines.append(f"  **A collapsed seed:** {row.model} on {row.dataset}, seed {row.seed}: test "
+                             f"accuracy {row.test_accuracy:.3f} (chance {1 / classes[row.dataset]:.3f}) against "
+                             f"{', '.join(f'{a:.3f}' for a in row.others)} for its other seeds; the cell's mean "
+                             "(the ground truth) carries it.")
     names = list(accuracies)
     if len(names) >= 2:
         a, b = (accuracies[n].set_index(["model", "dataset"]).accuracy for n in names[:2])
@@ -121,9 +146,10 @@ def scores(table: pd.DataFrame) -> str:
     return text
 
 
-def evaluation(table: pd.DataFrame, pool: str = "all") -> str:
+def evaluation(table: pd.DataFrame, pool: str = "all", paired: pd.DataFrame | None = None) -> str:
     """Does PED help, against each ground truth (mean weighted tau over targets, pool
-    ``pool``); do the baselines beat the metrics; does LogME's definition matter?"""
+    ``pool``); do the baselines beat the metrics; does LogME's definition matter? With
+    ``paired`` (the evaluate stage's paired differences), what the paired intervals show."""
     lines = []
     means = table[(table.dataset == "mean") & (table.pool == pool)]
     for truth, rows in means.groupby("groundtruth", sort=False):
@@ -165,12 +191,38 @@ def evaluation(table: pd.DataFrame, pool: str = "all") -> str:
                          f"rankings differ on {len(changed)} of {len(pivot)} targets"
                          + (f" ({', '.join(f'{d} {signed(r.logme - r.logme_reference)}' for d, r in changed.iterrows())})"
                             if len(changed) else "") + ".")
+    if paired is not None and len(paired):
+        lines += _paired_lines(paired)
     intervals = table[(table.pool == pool) & table.wtau_low.notna() & (table.dataset != "mean")]
     if len(intervals):
         width = (intervals.wtau_high - intervals.wtau_low).median()
-        lines.append(f"- Bootstrap intervals over models are wide (median width {width:.2f} for one target): "
-                     "differences smaller than that are not evidence.")
+        lines.append(f"- One target's unpaired interval is wide (median width {width:.2f}); two methods are "
+                     "compared on the same resampled models, by the paired intervals"
+                     + (" above." if paired is not None and len(paired) else " (paired_differences.csv)."))
     return "**Conclusion.**\n\n" + "\n".join(lines) if lines else "**Conclusion.** Nothing to evaluate."
+
+
+def _paired_lines(paired: pd.DataFrame) -> list[str]:
+    """PED's change of each metric's mean (its default reference) and the comparisons between
+    methods, each with its paired interval, per ground truth; what the intervals exclude."""
+    lines = []
+    means = paired[paired.dataset == "mean"]
+    for truth, rows in means.groupby("groundtruth", sort=False):
+        ped = rows[(rows.comparison == "ped") & (rows.variant == "ped") & ((rows.delta_low != 0) | (rows.delta_high != 0))]
+        if len(ped):
+            excludes = ped[(ped.delta_high < 0) | (ped.delta_low > 0)]
+            lines.append(f"- **Paired, against {label(truth)}** (mean over targets, PED's default reference): PED "
+                         f"changes {len(ped)} methods' weighted tau; the paired interval excludes zero for "
+                         f"{len(excludes)} of them ("
+                         + ", ".join(f"{r.a} {signed(r.delta)} [{signed(r.delta_low)}, {signed(r.delta_high)}]"
+                                     for r in excludes.itertuples()) + ")"
+                         + ("" if len(excludes) == len(ped) else "; for the others it includes zero") + ".")
+        methods = rows[rows.comparison == "methods"]
+        for r in methods.itertuples():
+            verdict = "orders them" if r.delta_high < 0 or r.delta_low > 0 else "does not order them"
+            lines.append(f"  {r.b} minus {r.a}: {signed(r.delta)} [{signed(r.delta_low)}, {signed(r.delta_high)}], "
+                         f"which {verdict}.")
+    return lines
 
 
 def figures(index: pd.DataFrame) -> str:

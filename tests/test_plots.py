@@ -80,22 +80,51 @@ def test_ped_effect_figure_marks_untied_rankings_and_means_over_fewer_targets():
     assert "all scores tied" in texts  # sfda on lfw
     assert "† 1" in texts  # sfda's mean covers one of two targets
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["flowers12 (5 models)", "lfw (5 models)", "mean over 2 targets (†: fewer)"]
+    assert titles == ["Flowers-12 (5 models)", "LFW (5 models)", "mean over 2 targets (†: fewer) (own axis)"]
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["LogME", "SFDA", "kNN"]  # readable names, baselines last
+    # the targets share an axis spanning zero and every interval; the mean has its own, zoomed
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
+    low, high = fig.axes[0].get_xlim()
+    assert low < -0.3 and 0.15 < high < 0.2  # intervals -0.3..0.15, 5% margin
+    mean_low, mean_high = fig.axes[2].get_xlim()
+    assert -0.22 < mean_low < -0.2 and 0 < mean_high < 0.02  # intervals -0.2..0.0
+    # thick where the interval excludes zero: flowers12's logme (-0.3..-0.1), not lfw's (-0.05..0.15)
+    widths = {round(line.get_linewidths()[0], 1) for line in fig.axes[0].collections if hasattr(line, "get_linewidths")}
+    assert widths == {2.2}
+    assert {round(c.get_linewidths()[0], 1) for c in fig.axes[1].collections} == {0.8}
 
 
-def test_latex_table_uses_booktabs_bold_best_true_minus_and_intervals():
-    values = pd.DataFrame({"cifar10": [0.5, -0.25, np.nan], "mean": [0.1, 0.3, 0.2]},
+def test_ped_effect_limits_are_shared_by_every_figure_of_a_study():
+    rows = _effect_rows()
+    other = rows.assign(pool="mobilenet", delta=rows.delta / 2, delta_low=rows.delta_low / 2,
+                        delta_high=rows.delta_high / 2)
+    both = pd.concat([rows, other])
+    limits = plots.ped_effect_limits(both)
+    figures = [plots.ped_effect_forest(both, "finetune", pool, limits) for pool in ("all", "mobilenet")]
+    assert figures[0].axes[0].get_xlim() == figures[1].axes[0].get_xlim() == limits[0]
+    assert figures[0].axes[-1].get_xlim() == figures[1].axes[-1].get_xlim() == limits[1]
+
+
+def test_latex_table_is_a_float_with_caption_label_unique_bold_and_no_negative_zero():
+    values = pd.DataFrame({"cifar10": [0.5, -0.25, np.nan], "mean": [0.1, 0.3, 0.3], "lfw": [-0.0004, 0.2, 0.1]},
                           index=pd.Index(["logme", "logme+ped", "knn"], name="method"))
     low, high = values - 0.1, values + 0.1
-    tex = plots.latex_table(values, low, high, digits=3, caption="A caption")
+    tex = plots.latex_table(values, low, high, digits=3, caption="A caption: 95% CI", label="wtau_x")
     lines = tex.splitlines()
-    assert lines[0].startswith("% requires \\usepackage{booktabs}") and lines[1] == "% A caption"
-    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
-    assert "LogME & \\textbf{0.500 [0.40, 0.60]} & 0.100 [0.00, 0.20] \\\\" in tex
-    assert "LogME + PED & $-$0.250 [$-$0.35, $-$0.15] & \\textbf{0.300 [0.20, 0.40]} \\\\" in tex
-    assert "kNN & -- & 0.200 [0.10, 0.30] \\\\" in tex
+    assert lines[:6] == ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\footnotesize",
+                         "\\caption{A caption: 95\\% CI}", "\\label{tab:wtau_x}"]
+    assert lines[-1] == "\\end{table}" and "\\begin{tabular}{lrrr}" in lines
+    assert "Method & CIFAR-10 & Mean & LFW \\\\" in lines  # readable headers
+    assert "LogME & \\textbf{0.500} & 0.100 & 0.000 \\\\" in lines  # a rounded -0.0004 prints 0.000
+    assert " & {\\scriptsize [0.40, 0.60]} & {\\scriptsize [0.00, 0.20]} & {\\scriptsize [$-$0.10, 0.10]} \\\\" in lines
+    assert "LogME + PED & $-$0.250 & 0.300 & \\textbf{0.200} \\\\" in lines  # the mean's 0.3 is a tie: no bold
+    assert "kNN & -- & 0.300 & 0.100 \\\\" in lines
+    assert "$-$0.00" not in tex.replace("$-$0.00]", "")  # no negative zero (a bound may be -0.10)
+    wide = pd.DataFrame(np.full((3, 7), -0.5), columns=[f"d{i}" for i in range(7)],
+                        index=pd.Index(["logme_reference+ped", "hscore_shrinkage+ped", "knn"], name="method"))
+    tex = plots.latex_table(wide, wide - 0.4, wide + 0.1, caption="wide", label="w")
+    assert "\\begin{table*}[t]" in tex and tex.rstrip().endswith("\\end{table*}")
 
 
 def test_every_method_has_its_own_colour_and_a_readable_label():

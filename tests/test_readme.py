@@ -276,3 +276,53 @@ def test_the_readmes_paired_comparisons_are_the_committed_tables():
                 if mentioned:
                     excludes = row.ci_low > 0 or row.ci_high < 0
                     assert excludes == (truth == "linear_probe" and first == "N-LEEP"), (where, label)
+
+
+def test_every_file_the_readme_and_docs_name_exists():
+    """A path in backticks (`pedlib/...`, `figures/pocket/...`, `benchmarks/...`) names a file or
+    folder of the checkout; placeholders (<study>, *, {a,b}) and results/ (made by a run) aside."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    roots = ("pedlib", "benchmarks", "params", "docs", "notebooks", "tests", "scripts", "figures", ".ci")
+    missing = []
+    for page in pages:
+        for name in re.findall(r"`([^`\s]+)`", page.read_text()):
+            path = name.split("::")[0].rstrip(".,:;")
+            if path.split("/")[0] not in roots or re.search(r"[<>*{}]|STUDY|NN_", path):
+                continue
+            if not (ROOT / path).exists():
+                missing.append(f"{page.name}: {name}")
+    assert missing == []
+
+
+def test_the_paper_beside_the_study_is_the_published_and_committed_tables():
+    """docs/paper-vs-study.md's table: the paper's mean over its datasets and the pocket study's
+    means (all models, the MobileNet pool), each without -> with PED, as the files hold them."""
+    import re
+
+    import pandas as pd
+
+    paper = pd.read_csv(ROOT / "params" / "published" / "wtau_ped_paper_ssl.csv").set_index("method")
+    paper = paper.drop(columns="reference").mean(axis=1)
+    pools = {pool: pd.read_csv(ROOT / "figures" / "pocket" / f"wtau_finetune_{pool}.csv").set_index("method")["mean"]
+             for pool in ("all", "mobilenet")}
+    names = {"LogME": "logme", "SFDA": "sfda", "GBC": "gbc", "N-LEEP": "nleep", "PARC": "parc"}
+    text = (ROOT / "docs" / "paper-vs-study.md").read_text()
+    rows = re.findall(r"^\| (LogME|SFDA|GBC|N-LEEP|PARC) \| (.+) \| (.+) \| (.+) \|$", text, re.M)
+    assert [r[0] for r in rows] == list(names)
+
+    def pair(values, metric):
+        with_ped = f"{values[metric + '+ped']:.3f}" if metric + "+ped" in values else "—"
+        return f"{values[metric]:.3f} → {with_ped}"
+
+    for label, *cells in rows:
+        metric = names[label]
+        assert cells == [pair(paper, metric), pair(pools["all"], metric), pair(pools["mobilenet"], metric)], label
+    text = " ".join(text.split())  # the bullets' lines wrap anywhere
+    assert "0.373 → 0.314" in text and "0.137 → 0.210" in text  # the bullets quote the table
+    ablation = pd.read_csv(ROOT / "figures" / "pocket" / "reference_ablation_finetune.csv").set_index("method")["mean"]
+    assert f"from {ablation['logme'] - ablation['logme+ped']:.3f} to" in text
+    assert f"to {ablation['logme'] - ablation['logme+ped[ref=others]']:.3f} (the README" in text
+    probe = pd.read_csv(ROOT / "figures" / "pocket" / "wtau_linear_probe_all.csv").set_index("method")["mean"]
+    assert f"({probe['logme']:.3f} → {probe['logme+ped']:.3f};" in text

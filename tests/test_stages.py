@@ -188,6 +188,45 @@ def test_the_evaluation_conclusion_counts_what_the_table_says():
     assert "Baseline **knn** (0.500) beats 1 of 2 metrics without PED and 1 with PED (sfda)" in text
 
 
+def test_the_conclusion_reads_the_paired_intervals():
+    """The report's conclusion says which paired intervals exclude zero, and which comparison
+    between methods they order, instead of judging by the unpaired intervals' width."""
+    evaluation = pd.DataFrame([dict(groundtruth="finetune", pool="all", dataset=d, method=m, metric=m,
+                                    variant="plain", kind="metric", weighted_tau=0.5, n_models=5,
+                                    wtau_low=0.1, wtau_high=0.9) for d in ("a", "mean") for m in ("logme", "sfda")])
+    paired = pd.DataFrame([
+        dict(groundtruth="finetune", comparison="ped", variant="ped", a="logme", b="logme+ped", dataset="mean",
+             delta=-0.1, delta_low=-0.2, delta_high=-0.01),
+        dict(groundtruth="finetune", comparison="ped", variant="ped", a="sfda", b="sfda+ped", dataset="mean",
+             delta=-0.05, delta_low=-0.15, delta_high=0.04),
+        dict(groundtruth="finetune", comparison="ped", variant="ped", a="transrate", b="transrate+ped",
+             dataset="mean", delta=0.0, delta_low=0.0, delta_high=0.0),
+        dict(groundtruth="finetune", comparison="methods", variant="", a="logme", b="knn", dataset="mean",
+             delta=-0.07, delta_low=-0.17, delta_high=0.01)])
+    from pedlib import summary
+
+    text = summary.evaluation(evaluation, paired=paired)
+    assert ("PED changes 2 methods' weighted tau; the paired interval excludes zero for 1 of them "
+            "(logme \u22120.100 [\u22120.200, \u22120.010]); for the others it includes zero.") in text
+    assert "knn minus logme: \u22120.070 [\u22120.170, +0.010], which does not order them." in text
+    assert "median width 0.80" in text and "paired intervals above" in text
+
+
+def test_a_collapsed_fine_tuning_seed_is_flagged():
+    finetune = pd.DataFrame([dict(model="m", dataset="flowers12", seed=s, test_accuracy=a)
+                             for s, a in ((0, 0.79), (1, 0.83), (2, 0.083))]
+                            + [dict(model="n", dataset="flowers12", seed=s, test_accuracy=0.1) for s in range(3)])
+    from pedlib import summary
+
+    collapsed = summary.collapsed_seeds(finetune, {"flowers12": 12})
+    assert collapsed[["model", "seed"]].values.tolist() == [["m", 2]]  # n is at chance on every seed: no collapse
+    assert collapsed.others[0] == [0.79, 0.83]
+    accuracies = {"finetune": finetune.groupby(["model", "dataset"], sort=False).test_accuracy.agg(
+        accuracy="mean", accuracy_std="std").reset_index()}
+    text = summary.groundtruth(accuracies, finetune, {"flowers12": 12})
+    assert "**A collapsed seed:** m on flowers12, seed 2: test accuracy 0.083 (chance 0.083) against 0.790, 0.830" in text
+
+
 def test_weighted_tau_figure_draws_an_interval_that_excludes_its_estimate():
     """A percentile bootstrap interval may lie wholly below the estimate (it did on the pocket
     study); the figure shows it as it is instead of failing on a negative error."""

@@ -31,6 +31,9 @@ class Stage:
         ``key(study, inputs) -> str``: what the outputs depend on besides the stage's code
         (which :func:`pedlib.pipeline.stage_key` adds). None: the stage caches its own files
         (one per item, with :mod:`pedlib.records`) and the runner calls it every time.
+    key_needs : tuple of str, optional
+        The needs ``key`` reads (default: all): the runner checks a stage's tables after those
+        alone, and runs the other needs only when the tables are stale.
     check : callable, optional
         ``check(study)``: raises on a study this stage cannot run, before any stage does work.
     intact : callable, optional
@@ -49,6 +52,7 @@ class Stage:
     key: Callable[[StudyContext, Mapping[str, Any]], str] | None = None
     intact: Callable[[StudyContext, Mapping[str, pd.DataFrame]], bool] | None = None
     check: Callable[[StudyContext], None] | None = None
+    key_needs: tuple[str, ...] | None = None
     notebook: str = ""
     describes: str = ""
 

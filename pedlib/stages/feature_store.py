@@ -35,12 +35,15 @@ def split_parts(study: StudyContext, dataset: str) -> tuple[str, ...]:
 
 def key(study: StudyContext, model: str, dataset: str, part: str) -> str:
     """The cache key of one feature file (:func:`pedlib.features.feature_key`); a reference
-    file's also names the split files it takes features from (:func:`in_splits`)."""
-    base = feature_key(study.spec(model), study.source(dataset), study.indices(dataset, part))
-    found = in_splits(study, dataset) if part == "reference" else {}
-    if not found:
-        return base
-    return records.content_key(base, {p: key(study, model, dataset, p) for p in sorted(found)})
+    file's also names the split files it takes features from (:func:`in_splits`). Computed once
+    per context (a rerun's stages ask for each key many times)."""
+    known = study.shared("feature keys", dict)
+    if (model, dataset, part) not in known:
+        base = feature_key(study.spec(model), study.source(dataset), study.indices(dataset, part))
+        found = in_splits(study, dataset) if part == "reference" else {}
+        known[model, dataset, part] = base if not found else records.content_key(
+            base, {p: key(study, model, dataset, p) for p in sorted(found)})
+    return known[model, dataset, part]
 
 
 def in_splits(study: StudyContext, dataset: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -24,9 +24,10 @@ from .. import ped as ped_module, records
 from ..context import StudyContext
 from ..groundtruth import label as truth_label
 from ..plots import (PAPER_SETTING, latex_table, logme_definition_table, method_comparison_table, models_ranked,
-                     ped_effect_forest, ped_effect_headline, ped_effect_table, ped_trajectory, runtime_bars,
-                     runtime_table, save_figure, save_table, score_scatter, sensitivity_heatmap, trajectory_models,
-                     wtau_forest, wtau_table)
+                     ped_effect_forest, ped_effect_headline, ped_effect_limits, ped_effect_table, ped_trajectory,
+                     runtime_bars, runtime_table, save_figure, save_table, score_scatter, sensitivity_heatmap,
+                     trajectory_models, wtau_forest, wtau_table)
+from ..plotstyle import dataset_label
 from .declaration import Stage
 from .feature_store import read, scoring_reference
 from .groundtruth import by_truth
@@ -183,12 +184,15 @@ def wtau(inputs: Inputs, truth: str, pool: str, position: int) -> Iterable[Drawn
                 "the mean over targets; each metric without and with PED (`+ped`), baselines "
                 f"(knn, dim) included; —: no ranking (every score tied, or too few models scored). "
                 f"The LaTeX gives the {inputs.ci} (the CSV has the values; results/{inputs.study.params.study}/"
-                "evaluation.csv the intervals); bold: the best per column.", table=values,
+                "evaluation.csv the intervals); bold: the best per column where one method alone has it.",
+                table=values,
                 options=dict(missing="—", latex=latex_table(
                     values, wtau_table(evaluation, truth, pool, column="wtau_low"),
-                    wtau_table(evaluation, truth, pool, column="wtau_high"),
-                    caption=f"Weighted tau vs {truth_label(truth)}, {n} models (pool {pool}); "
-                            f"[{level} bootstrap CI]; bold: best per column.")))
+                    wtau_table(evaluation, truth, pool, column="wtau_high"), label=f"wtau_{truth}_{pool}",
+                    caption=f"Weighted Kendall's tau of each method's ranking of {n} models (pool {pool}) against "
+                            f"{truth_label(truth)} accuracy, per target and the mean over targets; each metric "
+                            f"without and with PED (+ PED). Under each value: its {level} bootstrap interval over "
+                            "models. Bold: the best of a column where one method alone has it.")))
 
 
 @figure(per="truth_pool")
@@ -198,9 +202,11 @@ def ped_effect_figure(inputs: Inputs, truth: str, pool: str, position: int) -> I
         yield Drawn(f"ped_effect_{truth}_{pool}", f"ped_effect_figure_{truth}_{pool}",
                     f"What PED changes: weighted tau with PED minus without, per metric and target, "
                     f"for {subject}. Lines: {inputs.level} paired bootstrap intervals over models (the same "
-                    "models drawn for both rankings; for the mean, jointly across targets); filled where "
-                    "the interval excludes zero. \"All scores tied\": no ranking with or without PED.",
-                    figure=ped_effect_forest(inputs.effect, truth, pool))
+                    "models drawn for both rankings; for the mean, jointly across targets), thick where the "
+                    "interval excludes zero. The target panels share one axis and the mean panel has its own, "
+                    "zoomed to its smaller intervals; every PED-effect figure of the study has these axes. "
+                    "\"All scores tied\": no ranking with or without PED.",
+                    figure=ped_effect_forest(inputs.effect, truth, pool, ped_effect_limits(inputs.effect)))
 
 
 @figure(per="truth_pool")
@@ -214,12 +220,14 @@ def ped_effect(inputs: Inputs, truth: str, pool: str, position: int) -> Iterable
                 f"target, {subject}; —: no ranking with or without PED. The LaTeX gives the "
                 f"{inputs.level} paired bootstrap intervals (the CSV has the values; "
                 f"results/{inputs.study.params.study}/ped_effect.csv the intervals); bold: the largest gain "
-                "per column.", table=delta,
+                "per column where one metric alone has it.", table=delta,
                 options=dict(missing="—", latex=latex_table(
                     delta, ped_effect_table(inputs.effect, truth, pool, "delta_low"),
-                    ped_effect_table(inputs.effect, truth, pool, "delta_high"),
-                    caption=f"Weighted tau with PED minus without, vs {truth_label(truth)}, {n} models "
-                            f"(pool {pool}); [{inputs.level} paired bootstrap CI].")))
+                    ped_effect_table(inputs.effect, truth, pool, "delta_high"), label=f"ped_effect_{truth}_{pool}",
+                    caption=f"What PED changes: weighted tau with PED minus without against {truth_label(truth)} "
+                            f"accuracy, {n} models (pool {pool}), per metric and target and the mean over targets. "
+                            f"Under each value: its {inputs.level} paired bootstrap interval over models. Bold: "
+                            "the largest gain of a column where one metric alone has it.")))
 
 
 @figure(per="truth")
@@ -262,8 +270,9 @@ def scatter(inputs: Inputs) -> Iterable[Drawn]:
             yield Drawn(f"scatter_{metric}", f"scatter_{metric}",
                         f"{metric} score (x) against {name} accuracy (y), one point per model; one row "
                         "per target, without PED (left, open circles) and with PED (right, filled). Star: the "
-                        "top-scored model; ring: the most accurate; both named under the panel. Crosses: "
-                        "scores saturated at the metric's maximum (tied).",
+                        "top-scored model, where one model alone has the top score (a tie stars none); ring: "
+                        "the most accurate; both named under the panel. Crosses: scores saturated at the "
+                        "metric's maximum (tied).",
                         figure=score_scatter(inputs.scores, inputs.accuracies[inputs.first_truth], metric, name))
 
 
@@ -293,14 +302,16 @@ def trajectories(inputs: Inputs) -> Iterable[Drawn]:
         result = ped_module.decline(x, train["labels"], reference, **{**ped_module.DEFAULTS, **study.params.ped})
         classes = study.source(target).classes
         yield Drawn(f"trajectory_{target}_{label}", f"trajectory_{label}",
-                    f"PED on {target} for {model}, the {label} of {n_ranked} models by {first}: its "
-                    "classes' train features before (left) and after PED (right) in the 2-D PCA plane of "
-                    "the standardised features (one colour and marker per class); large markers: the "
-                    "class means; arrows: each class mean's displacement under PED.",
+                    f"PED on {dataset_label(target)} for {model}, the {label} of {n_ranked} models by {first}: "
+                    "its classes' train features before (left) and after PED (middle) in the 2-D PCA plane of "
+                    "the standardised features, every point shown (a point beyond the axes sits on their edge "
+                    "as an open marker, counted under the panel; one colour-blind-safe colour and marker "
+                    "per class); large markers: the class means; arrows: each class mean's displacement "
+                    "under PED, to scale (middle), and zoomed to the means (right; open: before PED).",
                     figure=ped_trajectory(result, x, train["labels"], reference,
                                           class_names=[classes[c] for c in result.classes],
-                                          title=f"PED on {target}: {model}, the {label} of {n_ranked} models "
-                                                f"by {first}"))
+                                          title=f"PED on {dataset_label(target)}: {model}, the {label} of "
+                                                f"{n_ranked} models by {first}"))
 
 
 @figure()
@@ -373,8 +384,11 @@ def figures(study: StudyContext, inputs) -> dict[str, pd.DataFrame]:
     _write_index(study, out, written)
     timed: dict[str, tuple[list[Path], str]] = {}
     save_figure(runtime_bars(given.scores), timing / "runtime", timed, "runtime",
-                "Median seconds per score of one (model, target), without and with PED (PED's own time "
-                "included), log scale. Timing: varies from run to run.", formats=plots.formats, dpi=plots.dpi)
+                "Median seconds per score of one (model, target), log scale. Without PED: the metric on the "
+                "features (the cell's first metric also carries the class statistics every metric shares, "
+                "computed once); with PED: the metric on the moved features plus PED's motion, which each "
+                "metric's time counts in full (PED runs once per cell and setting). Feature extraction is "
+                "not included. Timing: varies from run to run.", formats=plots.formats, dpi=plots.dpi)
     save_table(runtime_table(given.scores), timing / "runtime", timed, "runtime_table",
                "The runtime figure's numbers (median seconds). Timing: varies from run to run.", digits=4)
     root = Path(study.params.root)
@@ -430,4 +444,5 @@ def figure_index(study: StudyContext) -> pd.DataFrame:
 
 STAGE = Stage("figures", needs=("ports", "extract", "groundtruth", "score", "evaluate"), make=figures, key=_key,
               outputs=lambda study: {"figures": "figures.csv"}, intact=_intact, notebook="05",
+              key_needs=("ports", "groundtruth", "score", "evaluate"),
               describes="the plots and tables of figures/<study>/")

@@ -72,4 +72,4 @@ def _outputs(study: StudyContext) -> dict[str, str]:
 
 
 STAGE = Stage("linear_probe", needs=("extract",), make=linear_probe, key=lambda study, inputs: linear_probe_key(study),
-              outputs=_outputs, intact=_cells_intact, notebook="01", describes="the linear-probe ground truth")
+              outputs=_outputs, intact=_cells_intact, key_needs=(), notebook="01", describes="the linear-probe ground truth")

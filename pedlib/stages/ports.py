@@ -95,6 +95,6 @@ def check_one(study: StudyContext, name: str) -> tuple[dict, list[str]]:
     return row, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
-STAGE = Stage("ports", needs=(), make=check, key=lambda study, inputs: key(study),
+STAGE = Stage("ports", needs=(), make=check, key=lambda study, inputs: key(study), key_needs=(),
               outputs=lambda study: {"ports": "ports.csv"} if ported_models(study) else {},
               notebook="02", describes="the ported models against their original runtime")

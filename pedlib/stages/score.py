@@ -32,7 +32,14 @@ def scored_parts(study: StudyContext) -> tuple[str, ...]:
 
 def cell_key(study: StudyContext, model: str, dataset: str) -> str:
     """What one score cell depends on: its features, the references of every PED mode, the
-    metrics and their options, the PED settings and the scoring code."""
+    metrics and their options, the PED settings and the scoring code (once per context)."""
+    known = study.shared("score cell keys", dict)
+    if (model, dataset) not in known:
+        known[model, dataset] = _cell_key(study, model, dataset)
+    return known[model, dataset]
+
+
+def _cell_key(study: StudyContext, model: str, dataset: str) -> str:
     parts = [*scored_parts(study)] + (["reference"] if len(study.datasets) > 1 else [])
     inputs = [feature_key(study, model, dataset, part) for part in scored_parts(study)]
     settings = variants(study)
@@ -134,5 +141,5 @@ def _cells_intact(study: StudyContext, tables) -> bool:
 
 STAGE = Stage("score", needs=("extract",), make=score, outputs=lambda study: {"scores": "scores.csv"},
               key=lambda study, inputs: records.content_key(sorted(cell_key(study, *job) for job in _jobs(study))),
-              intact=_cells_intact, check=check,
+              intact=_cells_intact, check=check, key_needs=(),
               notebook="03", describes="every metric with and without PED, per (model, target)")
