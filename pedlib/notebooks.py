@@ -33,6 +33,9 @@ from pathlib import Path
 __all__ = ["PIPELINE", "NotebookFailed", "run_notebooks", "write_report", "project_root"]
 
 #: The pipeline notebooks, in order.
+#: The PED paper's weighted tau (its README table), set beside a study's in the report.
+PAPER_TABLE = "params/published/wtau_ped_paper_ssl.csv"
+
 PIPELINE = ("01_groundtruth", "02_extract", "03_score", "04_evaluate", "05_figures")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -240,6 +243,12 @@ def _report_front(run, present: list[Path], missing: list[str]) -> str:
     if evaluation.is_file():
         parts.append(summary.evaluation(records.read_csv(evaluation),
                                         paired=records.read_csv(paired) if paired.is_file() else None))
+        published = Path(run.params.root) / PAPER_TABLE
+        if published.is_file():
+            parts += ["## The paper beside this study",
+                      "Mean weighted tau without PED → with PED (docs/paper-vs-study.md: what differs between "
+                      "the two settings and what the study measured about it).",
+                      summary.paper_beside(records.read_csv(evaluation), records.read_csv(published))]
     parts.append("The executed notebooks follow (" + ", ".join(p.stem for p in present) + "), as run by "
                  f"`make reproduce STUDY={run.params.study}`"
                  + (f"; not run yet: {', '.join(missing)}" if missing else "")

@@ -225,6 +225,27 @@ def _paired_lines(paired: pd.DataFrame) -> list[str]:
     return lines
 
 
+def paper_beside(evaluation: pd.DataFrame, published: pd.DataFrame, pool: str = "all") -> str:
+    """A Markdown table of the paper's mean weighted tau (``published``: the PED README's table,
+    methods by dataset) beside this study's, without -> with PED, for the metrics both have
+    (docs/paper-vs-study.md discusses the differences)."""
+    table = published.set_index("method").drop(columns=["reference"], errors="ignore")
+    paper = table.mean(axis=1)
+    means = evaluation[(evaluation.dataset == "mean") & (evaluation.pool == pool)]
+    truth = "finetune" if "finetune" in set(means.groundtruth) else means.groundtruth.iloc[0]
+    ours = means[means.groundtruth == truth].set_index("method").weighted_tau
+
+    def pair(values, metric):
+        return (f"{values[metric]:.3f} → " + (f"{values[metric + '+ped']:.3f}" if metric + "+ped" in values else "—")
+                if metric in values else "—")
+
+    metrics = [m for m in paper.index if "+" not in m]
+    lines = [f"| metric | the paper (mean over its {table.shape[1]} datasets) | this study ({label(truth)}, "
+             f"pool {pool}) |", "|:--|--:|--:|"]
+    lines += [f"| {m} | {pair(paper, m)} | {pair(ours, m)} |" for m in metrics]
+    return "\n".join(lines)
+
+
 def figures(index: pd.DataFrame) -> str:
     """What the figures stage wrote."""
     tables = index.file.str.endswith(".md")

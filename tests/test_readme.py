@@ -326,3 +326,35 @@ def test_the_paper_beside_the_study_is_the_published_and_committed_tables():
     assert f"to {ablation['logme'] - ablation['logme+ped[ref=others]']:.3f} (the README" in text
     probe = pd.read_csv(ROOT / "figures" / "pocket" / "wtau_linear_probe_all.csv").set_index("method")["mean"]
     assert f"({probe['logme']:.3f} → {probe['logme+ped']:.3f};" in text
+
+
+def test_the_study_pages_weighted_tau_table_is_the_committed_figures():
+    """docs/study.md's table against fine-tuning: per target, the mean, the mean with PED
+    (figures/pocket/wtau_finetune_all.csv) and both means' intervals (its LaTeX twin)."""
+    import re
+
+    import pandas as pd
+
+    figures = ROOT / "figures" / "pocket"
+    wtau = pd.read_csv(figures / "wtau_finetune_all.csv").set_index("method")
+    tex = (figures / "wtau_finetune_all.tex").read_text().splitlines()
+    intervals = {}
+    for i, line in enumerate(tex):
+        if line.startswith(" & {\\scriptsize"):
+            label = tex[i - 1].split(" & ")[0]
+            intervals[label] = re.findall(r"\[([^\]]+)\]", line)[-1].replace("$-$", "-")
+    study = (ROOT / "docs" / "study.md").read_text()
+    rows = re.findall(r"^\| (\*?\w+\*?)(?: \(baseline\))? \| (.+) \|$", study.split("| method | flowers12")[1]
+                      .split("\n\n")[0], re.M)
+    assert len(rows) == 11
+    from pedlib.plotstyle import method_label
+
+    for name, rest in rows:
+        method = name.strip("*")
+        cells = [c.strip().replace("**", "") for c in rest.split("|")]
+        values = [float(c) for c in cells[:6]] + [float(cells[7])]
+        expected = [round(wtau.loc[method, c], 3) for c in ("flowers12", "cifar10", "mnist5k", "digits", "lfw",
+                                                           "mean")] + [round(wtau.loc[method + "+ped", "mean"], 3)]
+        assert values == expected, method
+        assert cells[6] == f"[{intervals[method_label(method)]}]", method
+        assert cells[8] == f"[{intervals[method_label(method + '+ped')]}]", method

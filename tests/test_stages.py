@@ -212,6 +212,19 @@ def test_the_conclusion_reads_the_paired_intervals():
     assert "median width 0.80" in text and "paired intervals above" in text
 
 
+def test_the_report_sets_the_papers_means_beside_the_study():
+    from pedlib import summary
+
+    published = pd.DataFrame({"method": ["logme", "logme+ped", "nleep"], "reference": ["a", "b", "c"],
+                              "d1": [0.2, 0.6, 0.1], "d2": [0.4, 0.8, 0.3]})
+    evaluation = pd.DataFrame([dict(groundtruth=g, pool="all", dataset="mean", method=m, weighted_tau=v)
+                               for g in ("linear_probe", "finetune")
+                               for m, v in (("logme", 0.5), ("logme+ped", 0.25), ("nleep", 0.4))])
+    lines = summary.paper_beside(evaluation, published).splitlines()
+    assert lines[0] == "| metric | the paper (mean over its 2 datasets) | this study (fine-tuning, pool all) |"
+    assert lines[2:] == ["| logme | 0.300 → 0.700 | 0.500 → 0.250 |", "| nleep | 0.200 → — | 0.400 → — |"]
+
+
 def test_a_collapsed_fine_tuning_seed_is_flagged():
     finetune = pd.DataFrame([dict(model="m", dataset="flowers12", seed=s, test_accuracy=a)
                              for s, a in ((0, 0.79), (1, 0.83), (2, 0.083))]
