@@ -97,3 +97,19 @@ def test_design_md_draws_the_graph_the_stages_declare():
     text = (ROOT / "docs" / "design.md").read_text()
     drawn = text.split("```mermaid\n", 1)[1].split("```", 1)[0].rstrip("\n").splitlines()
     assert drawn == graph_lines(), "docs/design.md: paste the output of pedlib.pipeline.graph_lines()"
+
+
+def test_pedlib_stages_prints_the_graph_and_a_studys_tables(capsys, tmp_path):
+    from pedlib.cli import main
+    from pedlib.pipeline import STAGES
+
+    assert main(["stages"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(STAGES)
+    assert lines[-1].startswith("figures      needs ports, extract, groundtruth, score, evaluate")
+    assert main(["stages", str(ROOT / "params" / "smoke.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "extract      needs ports" in out and "[caches its own files]" in out
+    assert "-> scores.csv [" in out and "-> evaluation.csv, ped_effect.csv, paired_differences.csv [" in out
+    assert main(["stages", "no-such-study"]) == 2
+    assert "no study 'no-such-study'" in capsys.readouterr().err

@@ -168,7 +168,7 @@ def test_score_scatter_shows_only_the_targets_its_ground_truth_covers():
                            for i, m in enumerate("abc") for d in ("flowers12", "lfw") for v in ("plain", "ped")])
     accuracies = pd.DataFrame(dict(model=list("abc"), dataset="flowers12", accuracy=[0.5, 0.7, 0.6]))
     fig = plots.score_scatter(scores, accuracies, "logme", "fine-tuning")
-    assert len(fig.axes) == 2 and all(ax.get_title().startswith("flowers12") for ax in fig.axes)
+    assert len(fig.axes) == 2 and all(ax.get_title().startswith("Flowers-12") for ax in fig.axes)
 
 
 def test_the_evaluation_conclusion_counts_what_the_table_says():
