@@ -334,7 +334,8 @@ def ports(inputs: Inputs) -> Iterable[Drawn]:
                 "Each float PyTorch port against its original runtime (TFLite) on the same images: "
                 "median and minimum cosine similarity of the pooled features, top-1 agreement of "
                 "the source classifier (empty: no classifier). Each check's seconds: "
-                f"{inputs.study.output.name}/ports.csv under results/.", table=table, options=dict(digits=4, missing=""))
+                f"{inputs.study.output.name}/ports.csv under results/.", table=table,
+                options=dict(digits=4, missing=""))
 
 
 # ---------------------------------------------------------------------- the stage
@@ -428,7 +429,8 @@ def _write_index(study: StudyContext, out: Path, written: dict) -> None:
             and (out / "index.md").read_text() == text:
         return  # the same files: the record (the commit, time and environment that made them) stays
     records.atomic_write(out / "index.md", lambda tmp: tmp.write_text(text))
-    records.write_record(out / "index.md", records.content_key(files), params=study.params.as_dict(), seed=study.params.seed,
+    records.write_record(out / "index.md", records.content_key(files), params=study.params.as_dict(),
+                         seed=study.params.seed,
                          inputs={k: {"files": [p.name for p in _viewable_first(paths)], "caption": caption}
                                  for k, (paths, caption) in written.items()}, extra={"files": files})
 

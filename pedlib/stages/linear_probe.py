@@ -23,9 +23,8 @@ def linear_probe_key(study: StudyContext) -> str:
     """What the probe's table depends on: its settings, the seed, the train and test features and
     this stage's code."""
     probe = study.params.groundtruth.linear_probe
-    jobs = [(m, d) for d in study.datasets for m in study.models]
     return records.content_key("linear_probe", probe, study.params.seed,
-                               [feature_key(study, m, d, p) for m, d in jobs for p in ("train", "test")],
+                               [feature_key(study, m, d, p) for m, d in _jobs(study) for p in ("train", "test")],
                                code_version(__name__))
 
 
@@ -37,11 +36,20 @@ def linear_probe(study: StudyContext, inputs=None) -> dict[str, pd.DataFrame]:
     """Linear-probe accuracy of every model on every target (``{"linear_probe": table}``),
     cached per cell; the cells run in ``processes`` processes."""
     key = linear_probe_key(study)
-    jobs = [(m, d) for d in study.datasets for m in study.models]
-    pending = [job for job in jobs if not records.is_fresh(_cell_path(study, *job), records.content_key(key, *job))]
-    study.map(linear_probe_cell, [(key, *job) for job in pending], desc="linear probe", unit="cells")
-    return {"linear_probe": pd.concat([records.read_csv(_cell_path(study, *job)) for job in jobs],
+    study.map(linear_probe_cell, [(key, *job) for job in _stale_cells(study)], desc="linear probe", unit="cells")
+    return {"linear_probe": pd.concat([records.read_csv(_cell_path(study, *job)) for job in _jobs(study)],
                                       ignore_index=True)}
+
+
+def _jobs(study: StudyContext) -> list[tuple[str, str]]:
+    return [(m, d) for d in study.datasets for m in study.models]
+
+
+def _stale_cells(study: StudyContext) -> list[tuple[str, str]]:
+    """The (model, dataset) cells whose file is missing, damaged or stale."""
+    key = linear_probe_key(study)
+    return [job for job in _jobs(study)
+            if not records.is_fresh(_cell_path(study, *job), records.content_key(key, *job))]
 
 
 def linear_probe_cell(study: StudyContext, key: str, model: str, dataset: str) -> None:
@@ -61,9 +69,7 @@ def linear_probe_cell(study: StudyContext, key: str, model: str, dataset: str) -
 
 def _cells_intact(study: StudyContext, tables) -> bool:
     """Every cell file still matches its record (a damaged or deleted cell is fitted again)."""
-    key = linear_probe_key(study)
-    return all(records.is_fresh(_cell_path(study, m, d), records.content_key(key, m, d))
-               for d in study.datasets for m in study.models)
+    return not _stale_cells(study)
 
 
 def _outputs(study: StudyContext) -> dict[str, str]:
@@ -72,4 +78,5 @@ def _outputs(study: StudyContext) -> dict[str, str]:
 
 
 STAGE = Stage("linear_probe", needs=("extract",), make=linear_probe, key=lambda study, inputs: linear_probe_key(study),
-              outputs=_outputs, intact=_cells_intact, key_needs=(), notebook="01", describes="the linear-probe ground truth")
+              outputs=_outputs, intact=_cells_intact, key_needs=(), notebook="01",
+              describes="the linear-probe ground truth")

@@ -123,20 +123,24 @@ def check(study: StudyContext) -> None:
 def score(study: StudyContext, inputs=None) -> dict[str, pd.DataFrame]:
     """Scores of every (model, dataset) (``{"scores": table}``), cached per cell (:func:`check`
     has checked their sizes)."""
-    jobs = _jobs(study)
-    keys = {job: cell_key(study, *job) for job in jobs}
-    pending = [job for job in jobs if not records.is_fresh(_cell_path(study, *job), keys[job])]
-    study.map(score_and_write, [(*job, keys[job]) for job in pending], desc="score", unit="cells")
-    return {"scores": pd.concat([records.read_csv(_cell_path(study, *job)) for job in jobs], ignore_index=True)}
+    study.map(score_and_write, [(*job, cell_key(study, *job)) for job in _stale_cells(study)], desc="score",
+              unit="cells")
+    return {"scores": pd.concat([records.read_csv(_cell_path(study, *job)) for job in _jobs(study)],
+                                ignore_index=True)}
 
 
 def _jobs(study: StudyContext) -> list[tuple[str, str]]:
     return [(m, d) for d in study.datasets for m in study.models]
 
 
+def _stale_cells(study: StudyContext) -> list[tuple[str, str]]:
+    """The (model, dataset) cells whose file is missing, damaged or stale."""
+    return [job for job in _jobs(study) if not records.is_fresh(_cell_path(study, *job), cell_key(study, *job))]
+
+
 def _cells_intact(study: StudyContext, tables) -> bool:
     """Every cell file still matches its record (a damaged or deleted cell is scored again)."""
-    return all(records.is_fresh(_cell_path(study, *job), cell_key(study, *job)) for job in _jobs(study))
+    return not _stale_cells(study)
 
 
 STAGE = Stage("score", needs=("extract",), make=score, outputs=lambda study: {"scores": "scores.csv"},
