@@ -124,6 +124,17 @@ def test_rerun_computes_nothing_and_an_interrupted_stage_resumes(smoke, monkeypa
     smoke.evaluate()
     assert sorted(smoke.figures()) and [p.stat().st_mtime_ns for p in derived] == before
 
+    # fresh tables are read back without running the stages they need: extraction never runs
+    from pedlib import pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fresh stage ran the extract stage")
+
+    with monkeypatch.context() as patch:
+        patch.setitem(pipeline.STAGES, "extract", dataclasses.replace(pipeline.STAGES["extract"], make=refuse))
+        fresh = Study(smoke.params, params_path=smoke.params_path, progress=False)
+        fresh.evaluate(), fresh.figures(), fresh.score()
+
     # Invalidate two cells, then crash on the second recomputation: the first is kept. (One
     # process, so that the patched method below is the one that runs; the cells run through
     # the same code in worker processes otherwise.)
