@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._extras import require as _require
 
-_require("torch", "pedlib.study")
+_require("torch", "pedlib.context")
 
 import contextlib
 import dataclasses

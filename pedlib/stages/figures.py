@@ -127,7 +127,7 @@ def _draw_all(inputs: Inputs) -> Iterable[Drawn]:
 @figure()
 def headline(inputs: Inputs) -> Iterable[Drawn]:
     paired, truths = inputs.paired, list(inputs.accuracies)
-    yield Drawn("ped_effect_headline", HEADLINE,
+    yield Drawn(HEADLINE, HEADLINE,
                 f"Does PED help? The change PED makes to each method's mean weighted tau over the targets "
                 f"(all {int(paired.n_models.max())} models), against "
                 f"{' and '.join(('the ' if t == 'linear_probe' else '') + truth_label(t) for t in truths)}, with "
